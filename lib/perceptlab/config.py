@@ -1,0 +1,69 @@
+"""Presets, devices and the locations of data, weights and runs.
+
+``quick``: CPU, offline, every notebook within 3 minutes on 2 cores, still a real
+experiment (small data, small models, real training).
+``full``: the papers' data and models on one GPU.
+An experiment's config differs between the two only in sizes and data sources.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+PRESETS = ("quick", "full")
+
+
+def preset(name: str | None = None) -> str:
+    """Return the active preset, ``"quick"`` or ``"full"``.
+
+    Order: the explicit ``name`` argument, the ``PERCEPTLAB_PRESET`` environment
+    variable, then ``"full"`` if CUDA is available else ``"quick"``.
+    """
+    value = name or os.environ.get("PERCEPTLAB_PRESET") or ("full" if torch.cuda.is_available() else "quick")
+    value = value.strip().lower()
+    if value not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {value!r} (check PERCEPTLAB_PRESET)")
+    return value
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the argument, ``PERCEPTLAB_DEVICE``, else cuda > mps > cpu."""
+    if device is None:
+        device = os.environ.get("PERCEPTLAB_DEVICE")
+    if device is None:
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    return torch.device(device)
+
+
+def cache_dir() -> Path:
+    """Root for downloaded or hand-placed data: ``PERCEPTLAB_CACHE`` or ``~/.cache/perceptlab``."""
+    return Path(os.environ.get("PERCEPTLAB_CACHE", Path.home() / ".cache" / "perceptlab")).expanduser()
+
+
+def data_dir() -> Path:
+    """Where datasets live: ``PERCEPTLAB_DATA`` or ``<cache_dir>/data``."""
+    return Path(os.environ.get("PERCEPTLAB_DATA", cache_dir() / "data")).expanduser()
+
+
+def quiet() -> bool:
+    """True under pytest, CI or ``PERCEPTLAB_QUIET=1``: progress bars are switched off."""
+    flag = os.environ.get("PERCEPTLAB_QUIET")
+    if flag is not None:
+        return flag not in ("", "0", "false", "False")
+    return "PYTEST_CURRENT_TEST" in os.environ or os.environ.get("CI", "").lower() in ("1", "true")
+
+
+def progress(iterable=None, **kwargs):
+    """A ``tqdm.auto`` progress bar that is silent under tests and CI (see :func:`quiet`)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", quiet())
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)

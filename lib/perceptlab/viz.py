@@ -1,0 +1,90 @@
+"""Plots: image grids, side-by-side comparisons, score maps and training curves (matplotlib)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+
+from .data import to_numpy
+from .validate import check_image
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+    """Tile (N, C, H, W) images into one (C, H', W') image, ``nrow`` images per row."""
+    check_image(images, "images")
+    n, c, h, w = images.shape
+    ncol = min(nrow, n)
+    rows = (n + ncol - 1) // ncol
+    grid = images.new_full((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value)
+    for i in range(n):
+        r, k = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + k * (w + pad)
+        grid[:, top: top + h, left: left + w] = images[i]
+    return grid
+
+
+def _show(ax, image: torch.Tensor, title: str | None = None) -> None:
+    arr = to_numpy(image)
+    ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, size: float = 1.2):
+    """Show (N, C, H, W) images as one grid; returns the figure."""
+    grid = image_grid(images.detach().cpu(), nrow=nrow)
+    ncol = min(nrow, images.shape[0])
+    nrows = (images.shape[0] + ncol - 1) // ncol
+    fig, ax = plt.subplots(figsize=(size * ncol, size * nrows + (0.3 if title else 0)))
+    _show(ax, grid, title)
+    fig.tight_layout()
+    return fig
+
+
+def compare(images: Sequence[torch.Tensor] | Mapping[str, torch.Tensor], titles: Sequence[str] | None = None,
+            size: float = 2.5, suptitle: str | None = None):
+    """Show single images side by side with titles; accepts a list or ``{title: image}``.
+
+    Each image is (C, H, W) or (1, C, H, W) in [0, 1]. Returns the figure.
+    """
+    if isinstance(images, Mapping):
+        titles, images = list(images.keys()), list(images.values())
+    titles = list(titles) if titles is not None else [None] * len(images)
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.4), squeeze=False)
+    for ax, im, t in zip(axes[0], images, titles):
+        im = im.detach().cpu()
+        check_image(im if im.dim() == 4 else im[None], "images")
+        _show(ax, im, t)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_map(ax, score: torch.Tensor, title: str | None = None, cmap: str = "viridis") -> None:
+    """Draw a 2-D score map (H, W) of any range with a colour bar."""
+    im = ax.imshow(score.detach().cpu().numpy(), cmap=cmap)
+    ax.set_axis_off()
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str = "step",
+                ylabel: str = "", title: str | None = None, logy: bool = False, ax=None):
+    """Plot named (x, y) curves on one axis; returns the axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for name, (x, y) in series.items():
+        ax.plot(list(x), list(y), label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
