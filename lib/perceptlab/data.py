@@ -162,7 +162,8 @@ def random_crops(images: torch.Tensor, size: int, n: int, generator: torch.Gener
 class PatchDataset(torch.utils.data.Dataset):
     """A fixed, seeded set of ``n`` random patches from bundled (or given) images.
 
-    Items are (C, size, size) tensors in [0, 1]; the set is drawn once, so epochs
+    Items are (C, size, size) tensors in [0, 1] (C = 3 unless ``gray``; greyscale
+    images are repeated over 3 channels); the set is drawn once, so epochs
     and resumed runs see the same patches.
     """
 
@@ -170,6 +171,8 @@ class PatchDataset(torch.utils.data.Dataset):
                  image_size: int | None = None):
         if isinstance(images, (list, tuple)):
             loaded = [load_image(name, size=image_size, gray=gray) for name in images]
+            if not gray:  # greyscale images (camera, brick, ...) become 3 equal channels
+                loaded = [im.expand(-1, 3, -1, -1) for im in loaded]
             if image_size is None and len({im.shape[-2:] for im in loaded}) > 1:
                 raise ValueError("images of different sizes need image_size to be set")
             images = torch.cat(loaded)

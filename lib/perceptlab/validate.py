@@ -32,11 +32,12 @@ def check_image(x, name: str = "image", *, ndim: int | tuple[int, ...] = 4, chan
         raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels (dim -3), got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    x_ = x.detach()
+    if not torch.isfinite(x_).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if value_range is not None:
         lo, hi = value_range
-        xmin, xmax = float(x.min()), float(x.max())
+        xmin, xmax = float(x_.min()), float(x_.max())
         if xmin < lo - tol or xmax > hi + tol:
             raise ValueError(f"{name} must have values in [{lo}, {hi}], got min {xmin:.4g}, max {xmax:.4g}")
     return x
