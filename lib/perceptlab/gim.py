@@ -61,7 +61,7 @@ def generalized_mean(targets: torch.Tensor, loss: str | Loss = "l2", steps: int 
         with torch.no_grad():
             y.clamp_(0, 1)
         if history is not None:
-            history.append(float(value))
+            history.append(value.item())
     return y.detach()
 
 

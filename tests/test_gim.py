@@ -1,0 +1,94 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perceptlab import data, gim
+
+
+@pytest.fixture(scope="module")
+def crops():
+    image = data.load_image("astronaut", size=96)
+    return gim.shifted_crops(image, size=48, max_shift=6, n=9, seed=0)
+
+
+def test_shifted_crops_are_windows_of_the_image_with_bounded_shift():
+    image = data.load_image("camera", size=64)
+    crops = gim.shifted_crops(image, size=32, max_shift=4, n=5, seed=3)
+    assert crops.shape == (5, 1, 32, 32)
+    for crop in crops:
+        hits = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                if torch.equal(image[0, :, 16 + dy: 48 + dy, 16 + dx: 48 + dx], crop)]
+        assert hits
+    assert torch.equal(crops, gim.shifted_crops(image, 32, 4, 5, seed=3))
+
+
+def test_shifted_crops_rejects_shift_that_does_not_fit():
+    with pytest.raises(ValueError, match="max_shift"):
+        gim.shifted_crops(torch.rand(1, 1, 40, 40), size=32, max_shift=8, n=2)
+
+
+def test_gim_with_l2_is_the_pixel_mean(crops):
+    solution = gim.generalized_mean(crops, "l2", steps=300, lr=0.05)
+    assert solution.shape == (1, 3, 48, 48)
+    assert torch.allclose(solution, crops.mean(0, keepdim=True), atol=1e-4)
+
+
+def test_gim_with_l1_is_the_pixel_median(crops):
+    # odd number of targets: the median is unique
+    solution = gim.generalized_mean(crops, "l1", steps=400, lr=0.05)
+    median = crops.median(0, keepdim=True).values
+    assert (solution - median).abs().mean() < 1e-3
+    assert (solution - median).abs().max() < 2e-2
+
+
+def test_gim_accepts_a_custom_loss_and_records_history(crops):
+    history = []
+    solution = gim.generalized_mean(crops, lambda x, y: ((x - y) ** 2).mean(), steps=50, history=history)
+    assert len(history) == 50 and history[-1] < history[0]
+    assert solution.min() >= 0 and solution.max() <= 1
+
+
+def test_gim_validates_inputs(crops):
+    with pytest.raises(ValueError, match="targets"):
+        gim.generalized_mean(crops * 3, "l2", steps=5)
+    with pytest.raises(ValueError, match="init must have shape"):
+        gim.generalized_mean(crops, "l2", steps=5, init=torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="steps"):
+        gim.generalized_mean(crops, "l2", steps=0)
+
+
+def test_gradient_magnitude_closed_form_on_a_ramp():
+    # f(x, y) = a * x: forward differences are a everywhere, so the magnitude is a.
+    a = 0.01
+    ramp = (torch.arange(32, dtype=torch.float32) * a).expand(1, 1, 32, 32).clone()
+    assert torch.allclose(gim.gradient_magnitude(ramp), torch.tensor([a]), atol=1e-6)
+
+
+def test_blur_lowers_both_sharpness_measures():
+    image = data.load_image("astronaut", size=64)
+    kernel = torch.ones(3, 1, 5, 5) / 25
+    blurred = F.conv2d(F.pad(image, (2, 2, 2, 2), mode="reflect"), kernel, groups=3)
+    assert gim.relative_sharpness(blurred, image) < 0.6
+    assert gim.relative_sharpness(blurred, image, gim.high_frequency_fraction) < 0.4
+    assert gim.relative_sharpness(image, image) == pytest.approx(1.0)
+
+
+def test_high_frequency_fraction_of_pure_tones():
+    x = torch.arange(64, dtype=torch.float32)
+    low = (0.5 + 0.4 * torch.cos(2 * torch.pi * 0.0625 * x)).expand(1, 1, 64, 64)
+    high = (0.5 + 0.4 * torch.cos(2 * torch.pi * 0.375 * x)).expand(1, 1, 64, 64)
+    assert gim.high_frequency_fraction(low).item() == pytest.approx(0.0, abs=1e-6)
+    assert gim.high_frequency_fraction(high).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_run_gim_l2_is_blurrier_than_l1_and_targets():
+    config = gim.GIMConfig.for_preset("quick", image_size=96, crop=48, max_shift=6, n=9, steps=150)
+    result = gim.run_gim(config)
+    assert result["sharpness"]["l2"] < result["sharpness"]["l1"] < 1.0
+    assert set(result["metrics"]) == {"sharpness_l2", "sharpness_l1"}
+
+
+def test_full_preset_differs_only_in_sizes():
+    quick, full = gim.GIMConfig.for_preset("quick"), gim.GIMConfig.for_preset("full")
+    assert full.image == quick.image and full.losses == quick.losses
+    assert full.n > quick.n and full.crop > quick.crop
