@@ -13,9 +13,9 @@ Modules (one idea each):
 """
 from __future__ import annotations
 
-from . import tvcompat as _tvcompat
+from . import _tvhook
 
-_tvcompat.install_import_hook()  # before anything imports torchvision
+_tvhook.install_import_hook()  # before anything imports torchvision (see perceptlab.tvcompat)
 
 from .config import default_device, preset  # noqa: E402
 from .validate import check_image  # noqa: E402
