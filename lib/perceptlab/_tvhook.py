@@ -7,7 +7,7 @@ file is copied verbatim into site-packages as ``_perceptlab_tvcompat.py`` by
 from __future__ import annotations
 
 import importlib.abc
-import importlib.util
+import importlib.machinery
 import sys
 from pathlib import Path
 
@@ -23,7 +23,8 @@ def _extension_loads() -> bool:
     """Try to load torchvision's ``_C`` extension without importing torchvision."""
     import torch  # noqa: F401  (needed by the extension and by load_library)
 
-    spec = importlib.util.find_spec("torchvision")
+    # PathFinder, not importlib.util.find_spec: the latter would re-enter our own finder.
+    spec = importlib.machinery.PathFinder.find_spec("torchvision", sys.path)
     if spec is None or not spec.submodule_search_locations:
         return True  # no torchvision: nothing to fix
     for folder in spec.submodule_search_locations:

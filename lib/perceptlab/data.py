@@ -236,13 +236,17 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 def download(resource: Resource, folder: Path, timeout: float = 15.0) -> Path:
     """Download ``resource`` into ``folder``, verify its md5, extract archives. Returns the file path."""
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / resource.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         partial = target.with_suffix(target.suffix + ".part")
         request = urllib.request.Request(resource.url, headers={"User-Agent": "perceptlab"})
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(partial, "wb") as out:
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.rename(target)
     if resource.md5 is not None:
         actual = md5sum(target)
@@ -323,7 +327,7 @@ def unavailable_message(spec: DatasetSpec, folder: Path, split: str, missing: li
     lines.append(
         f"Put the files by hand into {folder} (or set PERCEPTLAB_DATA to a folder holding '{spec.name}/'): "
         + ", ".join(f"{r.filename} from {r.url}" for r in spec.resources if r.splits is None or split in r.splits)
-        + (f". {spec.notes}" if spec.notes else "")
+        + (f". {spec.notes.rstrip('.')}" if spec.notes else "")
         + f". Homepage: {spec.homepage}"
     )
     lines.append("Offline, use the quick preset, which needs only bundled images.")
@@ -389,12 +393,12 @@ _MNIST_BASE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 register(DatasetSpec(
     name="mnist",
     resources=tuple(
-        Resource(_MNIST_BASE + f + ".gz", "raw/" + f + ".gz", md5, extract=True)
-        for f, md5 in [
-            ("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            ("train-labels-idx1-ubyte", "d53e105ee54ea40749a09fcbcd1e9432"),
-            ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
-            ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
+        Resource(_MNIST_BASE + f + ".gz", "raw/" + f + ".gz", md5, extract=True, splits=(split,))
+        for f, md5, split in [
+            ("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train"),
+            ("train-labels-idx1-ubyte", "d53e105ee54ea40749a09fcbcd1e9432", "train"),
+            ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3", "test"),
+            ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c", "test"),
         ]
     ),
     required=_mnist_required, reader=_mnist_reader, splits=("train", "test"),

@@ -51,7 +51,6 @@ import argparse
 import copy
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
@@ -64,6 +63,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
+from nbformat.reader import NotJSONError
 from nbval.plugin import IPyNbCell, coalesce_streams, nocolors
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
@@ -108,9 +108,13 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class GradeReport:
-    """Results of all checks of a submission, in the reference's order."""
+    """Results of all checks of a submission, in the reference's order.
+
+    ``errors`` describes the errors raised by the submission's other cells (for feedback only).
+    """
 
     results: tuple[CheckResult, ...]
+    errors: tuple[str, ...] = ()
 
     def questions(self) -> dict[str, dict[str, float]]:
         """``{question: {"points": earned, "max": possible}}`` in order of first appearance."""
@@ -144,6 +148,9 @@ class GradeReport:
                 reason = result.message.strip().splitlines() or ["failed"]
                 lines.append(f"    check {result.check.id}: {reason[0]}")
                 lines.extend(f"      {line}" for line in reason[1:6])
+        if self.errors:
+            lines.append("errors in other cells:")
+            lines.extend(f"    {error}" for error in self.errors)
         summary = self.to_dict()
         lines.append(f"total: {summary['total']:g}/{summary['max']:g}")
         return "\n".join(lines)
@@ -321,12 +328,13 @@ class _Runner:
     OK, FAILED, RESTARTED = "ok", "failed", "restarted"
 
     def __init__(self, nb: NotebookNode, timeout: int, cwd: Path, kernel_name: str) -> None:
-        self.timeout = timeout
+        evalue = f"cell ran longer than {timeout} s"
+        self._timeout_error = _error_output(_TIMEOUT_ENAME, evalue)  # recorded in a cell that timed out
         self._timed_out = False
         self.client = NotebookClient(
-            nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
-            interrupt_on_timeout=True, shutdown_kernel="immediate", record_timing=False,
-            error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": f"cell ran longer than {timeout} s", "traceback": []},
+            nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=True,
+            error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": evalue, "traceback": []},
+            shutdown_kernel="immediate", record_timing=False,
             on_cell_error=self._on_cell_error, resources={"metadata": {"path": str(cwd)}},
         )
 
@@ -357,7 +365,7 @@ class _Runner:
             self._restart()
             return self.RESTARTED
         if self._timed_out:
-            cell.outputs.append(_error_output(_TIMEOUT_ENAME, f"cell ran longer than {self.timeout} s"))
+            cell.outputs.append(copy.deepcopy(self._timeout_error))
             if not self._responsive(_PROBE_SECONDS):
                 self._restart()
                 return self.RESTARTED
@@ -453,10 +461,16 @@ def grade_report(submission_path: str | Path, reference_path: str | Path, timeou
     submission_path = Path(submission_path)
     nb = _prepare_submission(nbformat.read(submission_path, as_version=4), checks)
     execute(nb, timeout=timeout, cwd=submission_path.resolve().parent, kernel_name=kernel_name)
-    by_id: dict[str, list[NotebookNode]] = {}
-    for cell in nb.cells:
+    by_id: dict[str | None, list[NotebookNode]] = {}
+    errors = []
+    for number, cell in enumerate(nb.cells, start=1):
         by_id.setdefault(_grading_id(cell), []).append(cell)
-    return GradeReport(tuple(_judge(check, cell, by_id.get(check.id, [])) for check, cell in checks))
+        failures = [out for out in cell.get("outputs", []) if out.output_type == "error"]
+        if failures and _grading_id(cell) not in {check.id for check, _ in checks}:
+            first_line = _shorten(cell.source.strip().split("\n")[0], 50)
+            errors.append(f"cell {number} ({first_line}): {failures[-1].ename}: {failures[-1].evalue}")
+    results = tuple(_judge(check, cell, by_id.get(check.id, [])) for check, cell in checks)
+    return GradeReport(results, tuple(errors))
 
 
 def grade(submission_path: str | Path, reference_path: str | Path, timeout: int = DEFAULT_TIMEOUT,
@@ -492,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
                 parser.error("--timeout must be positive")
             report = grade_report(args.submission, args.reference, timeout=args.timeout)
             print(json.dumps(report.to_dict()) if args.json else report.format())
-    except (NotebookFormatError, FileNotFoundError, nbformat.ValidationError) as exc:
+    except (NotebookFormatError, FileNotFoundError, nbformat.ValidationError, NotJSONError) as exc:
         parser.exit(2, f"error: {exc}\n")
 
 

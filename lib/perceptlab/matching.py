@@ -115,18 +115,27 @@ def find_peaks(score: torch.Tensor, k: int = 1, min_distance: int = 5, threshold
                lower_is_better: bool = False) -> list[tuple[int, int, float]]:
     """Top-``k`` detections with non-maximum suppression.
 
-    A point is a candidate if it is the best within ``min_distance`` pixels (a
-    max-pool window) and, if given, at least ``threshold`` (at most, for SSD with
-    ``lower_is_better``). Returns up to ``k`` tuples ``(row, col, score)``, best first.
+    Candidates are local maxima within ``min_distance`` pixels (a max-pool window)
+    that pass ``threshold`` if given (scores at most ``threshold`` with
+    ``lower_is_better``, as for SSD). Going from the best candidate down, one is
+    kept only if it is more than ``min_distance`` pixels (Chebyshev distance)
+    from every kept one, so plateaus and ties yield a single detection. Returns up
+    to ``k`` tuples ``(row, col, score)``, best first.
     """
     s = -score if lower_is_better else score
     mask = local_maxima(s, min_distance)
     if threshold is not None:
         mask &= s >= (-threshold if lower_is_better else threshold)
     rows, cols = torch.nonzero(mask, as_tuple=True)
-    values = s[rows, cols]
-    order = torch.argsort(values, descending=True)[:k]
-    return [(int(rows[i]), int(cols[i]), float(score[rows[i], cols[i]])) for i in order]
+    order = torch.argsort(s[rows, cols], descending=True, stable=True)
+    kept: list[tuple[int, int, float]] = []
+    for i in order.tolist():
+        r, c = int(rows[i]), int(cols[i])
+        if all(max(abs(r - kr), abs(c - kc)) > min_distance for kr, kc, _ in kept):
+            kept.append((r, c, float(score[r, c])))
+            if len(kept) == k:
+                break
+    return kept
 
 
 def detections(score: torch.Tensor, threshold: float, min_distance: int = 5,

@@ -99,6 +99,8 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         check_image(x, "x", channels=(3,))
         layers = list(self.layer_names if layers is None else layers)
+        if not layers:
+            raise ValueError("layers must name at least one layer")
         unknown = [l for l in layers if l not in self.layer_names]
         if unknown:
             raise ValueError(f"layers must be names of {self.name} layers {self.layer_names}, got unknown {unknown}")
@@ -183,13 +185,12 @@ def backbone(name: str, weights: str | Path = "random", *, seed: int = 0, zero_m
     """
     if name not in BACKBONES:
         raise ValueError(f"name must be one of {BACKBONES}, got {name!r}")
+    with torch.random.fork_rng(devices=[]):  # building never disturbs the caller's RNG
+        torch.manual_seed(seed)
+        net = _build(name)
     if weights == "random":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = _build(name)
         label = f"random (seed {seed})"
     elif weights == "imagenet":
-        net = _build(name)
         state = load_imagenet_state(name, timeout)
         net.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
         label = f"imagenet ({imagenet_weights(name)})"
@@ -197,7 +198,6 @@ def backbone(name: str, weights: str | Path = "random", *, seed: int = 0, zero_m
         path = Path(weights)
         if not path.exists():
             raise WeightsUnavailableError(f"weights file {path} does not exist; weights must be 'imagenet', 'random' or a path")
-        net = _build(name)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if any(k.startswith("features.") for k in state):
             state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
@@ -218,6 +218,8 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, net: Backbone, layers: Sequence[str]):
         super().__init__()
+        if not layers:
+            raise ValueError("layers must name at least one layer")
         unknown = [l for l in layers if l not in net.layer_names]
         if unknown:
             raise ValueError(f"layers must be names of {net.name} layers {net.layer_names}, got unknown {unknown}")
