@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .validate import check_image
 
 METHODS = ("corr", "zero_mean", "ssd", "ncc")
-_FFT_MIN_TEMPLATE = 15 * 15  # direct convolution is faster below this many template pixels
+_FFT_MIN_TEMPLATE = 16  # measured (benchmarks/bench_matching.py): float64 direct convolution loses from 4x4 up
 
 
 def _as_chw(x: torch.Tensor, name: str) -> torch.Tensor:

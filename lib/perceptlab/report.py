@@ -32,6 +32,8 @@ def table(rows: Sequence[Mapping], floatfmt: str = "{:.3g}"):
     def cell(v) -> str:
         return floatfmt.format(v) if isinstance(v, float) else str(v)
 
-    head = "".join(f"<th>{k}</th>" for k in keys)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r[k])}</td>" for k in keys) + "</tr>" for r in rows)
-    return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    pad = 'style="padding: 0.25em 0.9em; text-align: left"'
+    head = "".join(f"<th {pad}>{k}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td {pad}>{cell(r[k])}</td>" for k in keys) + "</tr>" for r in rows)
+    return HTML(f'<table class="table" style="border-collapse: collapse"><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>")
