@@ -119,3 +119,22 @@ def test_progress_explicit_disable_is_respected(monkeypatch):
     bar = config.progress(range(2), disable=True)
     assert bar.disable is True
     assert list(bar) == [0, 1]
+
+
+def test_preset_config_applies_full_sizes_then_overrides():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from perceptlab.config import PresetConfig
+
+    @dataclass
+    class Toy(PresetConfig):
+        FULL: ClassVar[dict] = {"size": 64, "data": "stl10"}
+        size: int = 8
+        data: str = "bundled"
+
+    assert Toy.for_preset("quick") == Toy(8, "bundled")
+    assert Toy.for_preset("full") == Toy(64, "stl10")
+    assert Toy.for_preset("full", size=2) == Toy(2, "stl10")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        Toy.for_preset("huge")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -67,3 +68,17 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("disable", quiet())
     kwargs.setdefault("leave", False)
     return tqdm(iterable, **kwargs)
+
+
+class PresetConfig:
+    """Mixin for experiment config dataclasses: the defaults are the quick preset,
+    ``FULL`` lists the fields the full preset changes (sizes and data sources only)."""
+
+    FULL: ClassVar[dict] = {}
+
+    @classmethod
+    def for_preset(cls, preset: str, **overrides):
+        """The config of ``preset`` ("quick" or "full") with field ``overrides`` applied last."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+        return cls(**{**(cls.FULL if preset == "full" else {}), **overrides})

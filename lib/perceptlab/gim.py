@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from . import losses
-from .config import progress
+from .config import PresetConfig, progress
 from .data import load_image, to_gray
 from .validate import check_image, check_positive_int
 
@@ -122,23 +123,20 @@ def relative_sharpness(x: torch.Tensor, targets: torch.Tensor,
 
 
 @dataclass
-class GIMConfig:
+class GIMConfig(PresetConfig):
     """GIM on slightly shifted crops of one bundled image (Amir & Weiss 2021, Fig. 1B)."""
+
+    FULL: ClassVar[dict] = dict(image_size=512, crop=384, max_shift=24, n=64, steps=2000)
 
     image: str = "astronaut"
     image_size: int = 192
     crop: int = 128
     max_shift: int = 8
-    n: int = 16
+    n: int = 15  # odd: the pixel median is unique
     steps: int = 300
     lr: float = 0.05
     losses: tuple[str, ...] = ("l2", "l1")
     seed: int = 0
-
-    @classmethod
-    def for_preset(cls, preset: str, **overrides) -> "GIMConfig":
-        sizes = {"quick": {}, "full": dict(image_size=512, crop=384, max_shift=24, n=64, steps=2000)}
-        return cls(**{**sizes[preset], **overrides})
 
 
 def run_gim(config: GIMConfig, device: str | torch.device = "cpu") -> dict:

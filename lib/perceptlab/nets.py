@@ -33,30 +33,22 @@ class WeightsUnavailableError(DataUnavailableError):
     """Pretrained weights are not on disk and could not be downloaded."""
 
 
-def _vgg_names(features: nn.Sequential) -> list[str]:
+def _sequential_names(features: nn.Sequential, blocks: bool) -> list[str]:
+    """Layer names of a conv/ReLU/pool stack.
+
+    ``blocks=True`` (VGG): ``conv{b}_{k}``, ``relu{b}_{k}``, ``pool{b}``, the block
+    ``b`` advancing after each pool; ``blocks=False`` (AlexNet): ``conv{k}``, ``relu{k}``, ``pool{k}``.
+    """
     names, block, k = [], 1, 0
     for m in features:
-        if isinstance(m, nn.Conv2d):
-            k += 1
-            names.append(f"conv{block}_{k}")
-        elif isinstance(m, nn.ReLU):
-            names.append(f"relu{block}_{k}")
+        k += isinstance(m, nn.Conv2d)
+        tag = f"{block}_{k}" if blocks else str(k)
+        if isinstance(m, (nn.Conv2d, nn.ReLU)):
+            names.append(("conv" if isinstance(m, nn.Conv2d) else "relu") + tag)
         else:
-            names.append(f"pool{block}")
-            block, k = block + 1, 0
-    return names
-
-
-def _alexnet_names(features: nn.Sequential) -> list[str]:
-    names, k = [], 0
-    for m in features:
-        if isinstance(m, nn.Conv2d):
-            k += 1
-            names.append(f"conv{k}")
-        elif isinstance(m, nn.ReLU):
-            names.append(f"relu{k}")
-        else:
-            names.append(f"pool{k}")
+            names.append(f"pool{block if blocks else k}")
+            if blocks:
+                block, k = block + 1, 0
     return names
 
 
@@ -125,7 +117,10 @@ def _build(name: str) -> Backbone:
     for m in features.modules():  # keep pre-activation outputs intact
         if isinstance(m, nn.ReLU):
             m.inplace = False
-    names = {"vgg16": _vgg_names, "alexnet": _alexnet_names}.get(name, lambda f: list(_SQUEEZE_NAMES))(features)
+    if name == "squeezenet1_1":
+        names = list(_SQUEEZE_NAMES)
+    else:
+        names = _sequential_names(features, blocks=name == "vgg16")
     return Backbone(name, features, names, weights_label="untrained")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from torch import nn
 from . import losses
 from .data import PatchDataset, load_dataset, random_crops
 from .gim import gradient_magnitude
+from .config import PresetConfig
 from .train import History, fit
 from .validate import check_image
 
@@ -63,8 +65,12 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @dataclass
-class SRConfig:
+class SRConfig(PresetConfig):
     """Sizes and data of the super-resolution experiment. ``data``: "bundled" or "stl10"."""
+
+    # STL-10 (Coates et al. 2011): 100k unlabelled 96x96 photos for training, the test split for evaluation.
+    FULL: ClassVar[dict] = dict(data="stl10", patch=96, n_train=100_000, n_test=512, width=64, depth=10,
+                                steps=20_000, batch=64, lr=1e-3, ckpt_every=1000)
 
     data: str = "bundled"
     train_images: tuple[str, ...] = ("astronaut", "chelsea", "rocket", "brick", "grass", "gravel", "china", "camera")
@@ -82,16 +88,6 @@ class SRConfig:
     loss: str = "l2"
     seed: int = 0
     ckpt_every: int = 100
-
-    @classmethod
-    def for_preset(cls, preset: str, **overrides) -> "SRConfig":
-        sizes = {
-            "quick": {},
-            # STL-10 (Coates et al. 2011): 100k unlabelled 96x96 photos for training, the test split for evaluation.
-            "full": dict(data="stl10", patch=96, n_train=100_000, n_test=512, width=64, depth=10,
-                         steps=20_000, batch=64, lr=1e-3, ckpt_every=1000),
-        }
-        return cls(**{**sizes[preset], **overrides})
 
 
 def _stack(dataset, n: int) -> torch.Tensor:
