@@ -5,6 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
+from dataclasses import dataclass
+from typing import ClassVar
+
+from perceptlab.config import PresetConfig
 import torch
 
 from perceptlab import config
@@ -121,18 +125,14 @@ def test_progress_explicit_disable_is_respected(monkeypatch):
     assert list(bar) == [0, 1]
 
 
+@dataclass
+class Toy(PresetConfig):
+    FULL: ClassVar[dict] = {"size": 64, "data": "stl10"}
+    size: int = 8
+    data: str = "bundled"
+
+
 def test_preset_config_applies_full_sizes_then_overrides():
-    from dataclasses import dataclass
-    from typing import ClassVar
-
-    from perceptlab.config import PresetConfig
-
-    @dataclass
-    class Toy(PresetConfig):
-        FULL: ClassVar[dict] = {"size": 64, "data": "stl10"}
-        size: int = 8
-        data: str = "bundled"
-
     assert Toy.for_preset("quick") == Toy(8, "bundled")
     assert Toy.for_preset("full") == Toy(64, "stl10")
     assert Toy.for_preset("full", size=2) == Toy(2, "stl10")
