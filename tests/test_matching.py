@@ -142,7 +142,7 @@ def test_fft_and_direct_correlation_agree():
         fft = correlate(image, template, use_fft=True)
         assert direct.shape == fft.shape == (41 - shape[1], 38 - shape[2])
         torch.testing.assert_close(fft, direct, atol=1e-10, rtol=1e-10)
-        assert torch.equal(correlate(image, template), fft if shape[1] * shape[2] >= 225 else direct)
+        assert torch.equal(correlate(image, template), fft if shape[1] * shape[2] >= matching._FFT_MIN_TEMPLATE else direct)
 
 
 def test_window_sum_equals_convolution_with_ones():
