@@ -17,7 +17,7 @@ import socket
 import tarfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,6 +55,14 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
         raise ValueError(f"array must have shape (H, W) or (H, W, C), got {arr.shape}")
     arr = arr[:, :, :3]
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0).clamp(0, 1)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """Read an image file with PIL as a (1, 3, H, W) float tensor in [0, 1] (``torchvision.io`` is not used)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return to_tensor(np.asarray(im.convert("RGB")))
 
 
 def to_numpy(image: torch.Tensor) -> np.ndarray:
@@ -215,7 +223,6 @@ class DatasetSpec:
     homepage: str
     notes: str = ""
     manual: bool = False  # True when files can't be fetched automatically (licence/Drive)
-    extra: dict = field(default_factory=dict)
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
@@ -362,10 +369,7 @@ class ImageFolderList(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
-        with Image.open(self.files[i]) as im:
-            x = to_tensor(np.asarray(im.convert("RGB")))[0]
+        x = read_image(self.files[i])[0]
         if self.transform is not None:
             x = self.transform(x)
         return x, self.targets[i]
@@ -550,10 +554,7 @@ class BAPPS2AFC(torch.utils.data.Dataset):
         return len(self.items)
 
     def _read(self, path: Path) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            x = to_tensor(np.asarray(im.convert("RGB")))
+        x = read_image(path)
         return (resize(x, self.size) if self.size else x)[0]
 
     def __getitem__(self, i: int) -> dict:
