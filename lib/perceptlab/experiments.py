@@ -13,8 +13,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .config import default_device, preset as active_preset
-from .gim import GIMConfig, run_gim
+from .gim import GIMConfig, PerceptualGIMConfig, run_gim
+from .twoafc import AgreementConfig, run_agreement
 from .superres import SRConfig, run_superres
 
 
@@ -39,9 +42,26 @@ def _superres(config: SRConfig, device, out_dir) -> dict:
     return {"metrics": result["metrics"], "images": images}
 
 
+def _agreement(config: AgreementConfig, device, out_dir) -> dict:
+    result = run_agreement(config, device)
+    metrics = {f"2afc_{s}_{r['metric']}": r["score"] for s, rows in result["tables"].items() for r in rows}
+    metrics.update({f"2afc_{s}_{r['metric']}_ci": [r["low"], r["high"]]
+                    for s, rows in result["tables"].items() for r in rows})
+    cal = result["calibration"]
+    metrics.update({"calibration_metric": cal["metric"], "calibration_gamma": cal["fit"].gamma,
+                    "calibration_weights": dict(zip(cal["layers"], cal["fit"].weights.tolist())),
+                    "calibration_uniform_heldout": cal["rows"][0]["score"],
+                    "calibration_fitted_heldout": cal["rows"][1]["score"],
+                    "labels": result["labels"]})
+    images = {f"{name}_examples": torch.cat([s.ref[:8], s.p0[:8], s.p1[:8]]) for name, s in result["sets"].items()}
+    return {"metrics": metrics, "images": images}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
     "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
+    "gim_perceptual": Experiment(PerceptualGIMConfig, _gim, "Generalized Image Mean under perceptual losses (Chapter 2)"),
+    "agreement": Experiment(AgreementConfig, _agreement, "2AFC agreement of pixel, SSIM and feature distances (Chapter 2)"),
 }
 
 

@@ -26,14 +26,26 @@ from .validate import check_image, check_positive_int
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def resolve_loss(loss: str | Loss) -> Loss:
+    """A callable loss from a pixel-loss name (``losses.BY_NAME``), a distance name
+    (``perceptlab.distances.REGISTRY``, built with ``reduction="mean"``) or the callable itself."""
+    if callable(loss) or loss in losses.BY_NAME:
+        return losses.get(loss)
+    from . import distances
+
+    return distances.make(loss, reduction="mean")
+
+
 def generalized_mean(targets: torch.Tensor, loss: str | Loss = "l2", steps: int = 300, lr: float = 0.05,
                      init: torch.Tensor | None = None, history: list[float] | None = None) -> torch.Tensor:
     """Solve eq. (1) of Amir & Weiss (2021) by Adam on the image, projected to [0, 1].
 
     Args:
         targets: (N, C, H, W) images in [0, 1].
-        loss: "l2", "l1" or any ``loss(x, y) -> scalar`` over (N, C, H, W) batches
-            that averages over the batch.
+        loss: a name ("l2", "l1", "ssim", or a distance of ``perceptlab.distances``) or any
+            ``loss(x, y) -> scalar`` over (N, C, H, W) batches that averages over the batch.
+            A loss with a ``mean_objective(targets)`` method (feature losses) is evaluated
+            through it: the same objective, one network pass per step.
         steps: optimisation steps (cosine-decayed learning rate, so L1 settles on the median).
         lr: initial Adam learning rate.
         init: (1, C, H, W) starting image; default a uniform grey 0.5.
@@ -43,7 +55,14 @@ def generalized_mean(targets: torch.Tensor, loss: str | Loss = "l2", steps: int 
     """
     check_image(targets, "targets")
     check_positive_int(steps, "steps")
-    loss_fn = losses.get(loss)
+    loss_fn = resolve_loss(loss)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn = loss_fn.to(targets.device)
+    mean_objective = getattr(loss_fn, "mean_objective", None)
+    if mean_objective is not None:  # feature losses: one forward of y per step (exact, see mean_objective)
+        objective = mean_objective(targets)
+    else:
+        objective = lambda y: loss_fn(y.expand_as(targets), targets)  # noqa: E731
     if init is None:
         init = torch.full_like(targets[:1], 0.5)
     else:
@@ -55,7 +74,7 @@ def generalized_mean(targets: torch.Tensor, loss: str | Loss = "l2", steps: int 
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     for _ in progress(range(steps), desc="GIM"):
         opt.zero_grad(set_to_none=True)
-        value = loss_fn(y.expand_as(targets), targets)
+        value = objective(y)
         value.backward()
         opt.step()
         sched.step()
@@ -137,6 +156,24 @@ class GIMConfig(PresetConfig):
     lr: float = 0.05
     losses: tuple[str, ...] = ("l2", "l1")
     seed: int = 0
+
+
+@dataclass
+class PerceptualGIMConfig(GIMConfig):
+    """GIM under perceptual losses (Chapter 2): the pixel losses next to feature distances.
+
+    Quick: offline distances (random VGG16, the Exemplar-CNN trained here) on smaller crops.
+    Full: adds ImageNet VGG16 and LPIPS, on the full-size crops of :class:`GIMConfig`.
+    """
+
+    FULL: ClassVar[dict] = dict(image_size=512, crop=384, max_shift=24, n=64, steps=1000,
+                                losses=("l2", "ssim", "vgg-random-norm", "exemplar-norm", "vgg-imagenet",
+                                        "lpips-vgg"))
+
+    image_size: int = 160
+    crop: int = 96
+    steps: int = 200
+    losses: tuple[str, ...] = ("l2", "ssim", "vgg-random", "vgg-random-norm", "exemplar-norm")
 
 
 def run_gim(config: GIMConfig, device: str | torch.device = "cpu") -> dict:

@@ -96,15 +96,20 @@ class Backbone(nn.Module):
         unknown = [l for l in layers if l not in self.layer_names]
         if unknown:
             raise ValueError(f"layers must be names of {self.name} layers {self.layer_names}, got unknown {unknown}")
+        return self.run((x - self.mean) / self.std if self.normalize else x, layers)
+
+    def run(self, h: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The activations at ``layers`` for an input already scaled as the network expects.
+
+        No checks and no normalisation: :meth:`forward` validates [0, 1] images and calls this;
+        metrics that scale inputs their own way (LPIPS) call it directly.
+        """
         last = max(self.layer_names.index(l) for l in layers)
-        h = (x - self.mean) / self.std if self.normalize else x
         out: dict[str, torch.Tensor] = {}
-        for i, (name, module) in enumerate(zip(self.layer_names, self.features)):
+        for name, module in zip(self.layer_names[:last + 1], self.features):
             h = module(h)
             if name in layers:
                 out[name] = h
-            if i == last:
-                break
         return out
 
     def __repr__(self) -> str:

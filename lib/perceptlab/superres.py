@@ -9,7 +9,6 @@ the ground truth.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -59,9 +58,12 @@ class SRNet(nn.Module):
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Peak signal-to-noise ratio in dB for [0, 1] images: 10 log10(1 / MSE), over the whole batch."""
-    m = float(losses.mse(x.clamp(0, 1), y))
-    return float("inf") if m == 0 else 10 * math.log10(1.0 / m)
+    """Peak signal-to-noise ratio in dB for [0, 1] images: 10 log10(1 / MSE), over the whole batch.
+
+    One MSE over all pixels of the batch (not the mean of per-image PSNRs, :func:`losses.psnr`);
+    +inf for identical batches.
+    """
+    return float(losses.psnr_from_mse(losses.mse(x.clamp(0, 1), y).double()))
 
 
 @dataclass

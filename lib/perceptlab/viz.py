@@ -88,3 +88,32 @@ def plot_curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], x
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax
+
+
+def bar_ci(rows: Sequence[Mapping], ax=None, title: str | None = None, chance: float | None = 0.5,
+           ylabel: str = "2AFC score", labels: Mapping[str, str] | None = None):
+    """Bars of ``row["score"]`` with [``low``, ``high``] error bars, one per row (e.g. per metric).
+
+    ``labels`` maps ``row["metric"]`` to the tick label; ``chance`` draws a dashed line.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(rows) + 1.5), 3.2))
+    names = [labels.get(r["metric"], r["metric"]) if labels else r["metric"] for r in rows]
+    scores = [r["score"] for r in rows]
+    err = [[r["score"] - r["low"] for r in rows], [r["high"] - r["score"] for r in rows]]
+    ax.bar(range(len(rows)), scores, yerr=err, capsize=3, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=1)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def show_triplet(ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor, titles: Sequence[str] = ("ref", "p0", "p1"),
+                 suptitle: str | None = None, size: float = 2.2):
+    """One 2AFC triplet side by side: reference, p0, p1 (each (3, H, W) in [0, 1])."""
+    return compare([ref, p0, p1], titles, size=size, suptitle=suptitle)

@@ -1,0 +1,82 @@
+"""Image distances by name: the one place that builds every metric the experiments compare.
+
+``make(name, reduction)`` returns an ``nn.Module`` ``d(x, y)`` on (N, 3, H, W) images in
+[0, 1] with a ``label`` attribute naming exactly what it is (network, weights, layers,
+options), for tables and figure titles.  Entries marked ``offline=False`` need
+downloaded weights (ImageNet) and raise a clear error without them; the quick preset
+uses only offline entries.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from . import losses, nets
+
+#: The five layers LPIPS reads from VGG16 (Zhang et al. 2018); a common perceptual-loss choice.
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+#: The layers of the Exemplar-CNN comparator (:mod:`perceptlab.comparators`).
+EXEMPLAR_LAYERS = ("relu1", "relu2", "relu3")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A named distance: short description, builder ``build(reduction) -> nn.Module``, offline or not."""
+
+    description: str
+    build: Callable[[str], nn.Module]
+    offline: bool = True
+
+
+def _labelled(module: nn.Module, label: str) -> nn.Module:
+    module.label = label
+    return module
+
+
+def _exemplar(reduction: str, normalize: bool) -> nn.Module:
+    from .comparators import exemplar_cnn  # trains once (about a minute), then loads from the cache
+
+    return losses.FeatureLoss(exemplar_cnn(), EXEMPLAR_LAYERS, normalize_channels=normalize, reduction=reduction)
+
+
+def _vgg(weights: str, zero_mean: bool = False, normalize: bool = False):
+    def build(reduction: str) -> nn.Module:
+        net = nets.backbone("vgg16", weights, seed=0, zero_mean_first=zero_mean)
+        return losses.FeatureLoss(net, VGG_LAYERS, normalize_channels=normalize, reduction=reduction)
+    return build
+
+
+REGISTRY: dict[str, Entry] = {
+    "l2": Entry("mean squared error of pixels",
+                lambda r: _labelled(losses.MSELoss(r), "L2 (pixels)")),
+    "l1": Entry("mean absolute error of pixels",
+                lambda r: _labelled(losses.L1Loss(r), "L1 (pixels)")),
+    "ssim": Entry("1 - SSIM (Gaussian window, sigma 1.5)",
+                  lambda r: _labelled(losses.SSIMLoss(reduction=r), "1 - SSIM")),
+    "vgg-random": Entry("VGG16, seeded random weights, LPIPS layers",
+                        _vgg("random")),
+    "vgg-random-norm": Entry("VGG16, random weights, channel-normalised",
+                             _vgg("random", normalize=True)),
+    "vgg-random-zm-norm": Entry("VGG16, random weights with zero-mean first-layer filters, channel-normalised "
+                                "(Amir & Weiss 2021)", _vgg("random", zero_mean=True, normalize=True)),
+    "exemplar": Entry("Exemplar-CNN trained here without labels",
+                      lambda r: _exemplar(r, normalize=False)),
+    "exemplar-norm": Entry("Exemplar-CNN trained here without labels, channel-normalised",
+                           lambda r: _exemplar(r, normalize=True)),
+    "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
+    "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
+                               _vgg("imagenet", normalize=True), offline=False),
+    "lpips-alex": Entry("LPIPS, AlexNet trunk (ImageNet) with the official v0.1 linear weights",
+                        lambda r: losses.LPIPS("alex", "imagenet", reduction=r), offline=False),
+    "lpips-vgg": Entry("LPIPS, VGG16 trunk (ImageNet) with the official v0.1 linear weights",
+                       lambda r: losses.LPIPS("vgg", "imagenet", reduction=r), offline=False),
+}
+
+
+def make(name: str, reduction: str = "none") -> nn.Module:
+    """Build the distance ``name`` (a key of :data:`REGISTRY`); ``reduction`` "none" gives (N,) distances."""
+    if name not in REGISTRY:
+        raise ValueError(f"name must be one of {sorted(REGISTRY)}, got {name!r}")
+    return REGISTRY[name].build(reduction)
