@@ -23,3 +23,23 @@ def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
+
+
+def write_stl10(folder: Path, n_unlabeled: int = 6, n_test: int = 4, seed: int = 0) -> Path:
+    """A tiny STL-10 stand-in in the dataset's binary format under ``folder/stl10/stl10_binary``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    d = folder / "stl10" / "stl10_binary"
+    d.mkdir(parents=True)
+    rng.integers(0, 256, (n_unlabeled, 3, 96, 96), dtype=np.uint8).tofile(d / "unlabeled_X.bin")
+    rng.integers(0, 256, (n_test, 3, 96, 96), dtype=np.uint8).tofile(d / "test_X.bin")
+    rng.integers(1, 11, n_test, dtype=np.uint8).tofile(d / "test_y.bin")
+    return d
+
+
+@pytest.fixture
+def stl10_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``make(n_unlabeled, n_test)`` writes an STL-10 stand-in and points ``PERCEPTLAB_DATA`` at it."""
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    return lambda n_unlabeled=6, n_test=4: write_stl10(tmp_path, n_unlabeled, n_test)

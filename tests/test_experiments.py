@@ -45,3 +45,41 @@ def test_command_line_runs_an_experiment(tmp_path):
     assert (out / "metrics.json").exists()
     listing = subprocess.run([sys.executable, "-m", "perceptlab", "list"], capture_output=True, text=True)
     assert "superres" in listing.stdout and "gim" in listing.stdout
+
+
+def test_chapter_two_experiments_are_registered_with_both_presets():
+    assert {"gim_perceptual", "agreement"} <= set(experiments.EXPERIMENTS)
+    quick, full = experiments.make_config("agreement", "quick"), experiments.make_config("agreement", "full")
+    assert not quick.bapps and full.bapps and full.calibration_set == "bapps"
+    assert "lpips-vgg" in full.metrics and "lpips-vgg" not in quick.metrics
+
+
+def test_agreement_experiment_runs_and_saves_scores(tmp_path):
+    result = experiments.run("agreement", "quick", "cpu", tmp_path, metrics=("l2", "ssim"), calibrate="ssim",
+                             n_per_kind=2, size=32, n_boot=20, calibration_steps=20)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["2afc_equal_mse_l2"] == 0.5
+    assert 0 <= metrics["2afc_strength_ssim"] <= 1
+    assert metrics["calibration_metric"] == "ssim"
+    assert (tmp_path / "strength_examples.png").exists() and (tmp_path / "equal_mse_examples.png").exists()
+    assert set(result["metrics"]["labels"]) == {"l2", "ssim"}
+
+
+def test_agreement_full_preset_reads_bapps_from_its_folder_layout(tmp_path, monkeypatch):
+    """The full preset's code path on a BAPPS stand-in: same code, shrunken config."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    rng = np.random.default_rng(0)
+    for subset in ("traditional", "cnn"):
+        root = tmp_path / "bapps" / "2afc" / "val" / subset
+        for part in ("ref", "p0", "p1", "judge"):
+            (root / part).mkdir(parents=True)
+        for i in range(4):
+            for part in ("ref", "p0", "p1"):
+                Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / part / f"{i:06d}.png")
+            np.save(root / "judge" / f"{i:06d}.npy", np.array([rng.random()]))
+    result = experiments.run("agreement", "full", "cpu", None, metrics=("l2", "ssim"), calibrate="l2",
+                             n_per_kind=2, size=32, n_boot=20, calibration_steps=20)
+    assert "2afc_bapps_l2" in result["metrics"] and "2afc_bapps_ssim" in result["metrics"]

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perceptlab import data, gim
+from perceptlab import data, distances, gim
+from perceptlab.data import load_image
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,33 @@ def test_full_preset_differs_only_in_sizes():
     quick, full = gim.GIMConfig.for_preset("quick"), gim.GIMConfig.for_preset("full")
     assert full.image == quick.image and full.losses == quick.losses
     assert full.n > quick.n and full.crop > quick.crop
+
+
+def test_resolve_loss_builds_named_distances_with_mean_reduction():
+    from perceptlab import losses
+
+    assert gim.resolve_loss("l2") is losses.mse
+    assert gim.resolve_loss("ssim") is losses.ssim_loss
+    vgg = gim.resolve_loss("vgg-random-norm")
+    assert isinstance(vgg, losses.FeatureLoss) and vgg.reduction == "mean" and vgg.normalize_channels
+
+
+def test_gim_with_a_feature_loss_lowers_the_average_feature_distance():
+    from perceptlab import losses
+
+    targets = gim.shifted_crops(load_image("astronaut", size=64), 32, 4, 5, seed=0)
+    loss = losses.FeatureLoss("vgg16", ["relu1_2", "relu2_2"], normalize_channels=True)
+    history = []
+    y = gim.generalized_mean(targets, loss, steps=30, lr=0.05, history=history)
+    grey = torch.full_like(targets[:1], 0.5)
+    assert history[-1] < history[0]
+    assert float(loss(y.expand_as(targets), targets)) == pytest.approx(history[-1], rel=0.1)
+    assert float(loss(y.expand_as(targets), targets)) < float(loss(grey.expand_as(targets), targets))
+
+
+def test_perceptual_gim_presets_differ_only_in_sizes_and_losses():
+    quick, full = gim.PerceptualGIMConfig.for_preset("quick"), gim.PerceptualGIMConfig.for_preset("full")
+    assert all(name in distances.REGISTRY or name in ("l2", "l1", "ssim")
+               for name in quick.losses + full.losses)
+    assert "lpips-vgg" in full.losses and "lpips-vgg" not in quick.losses
+    assert quick.image == full.image and full.crop > quick.crop

@@ -54,18 +54,8 @@ def test_resume_after_interruption_is_exact(tmp_path):
     assert whole["metrics"] == resumed["metrics"]
 
 
-def _write_stl10(folder, n_unlabeled=6, n_test=4, seed=0):
-    rng = np.random.default_rng(seed)
-    d = folder / "stl10" / "stl10_binary"
-    d.mkdir(parents=True)
-    rng.integers(0, 256, (n_unlabeled, 3, 96, 96), dtype=np.uint8).tofile(d / "unlabeled_X.bin")
-    rng.integers(0, 256, (n_test, 3, 96, 96), dtype=np.uint8).tofile(d / "test_X.bin")
-    rng.integers(1, 11, n_test, dtype=np.uint8).tofile(d / "test_y.bin")
-
-
-def test_full_preset_code_path_runs_on_an_stl10_stand_in(tmp_path, monkeypatch):
-    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
-    _write_stl10(tmp_path)
+def test_full_preset_code_path_runs_on_an_stl10_stand_in(tmp_path, stl10_stand_in):
+    stl10_stand_in()
     config = superres.SRConfig.for_preset("full", n_train=6, n_test=4, width=4, depth=3, steps=2, batch=2)
     assert config.data == "stl10" and config.patch == 96
     result = superres.run_superres(config, out_dir=tmp_path / "run")

@@ -14,7 +14,7 @@ while still telling different patches apart, so its features ignore brightness,
 contrast and small geometric changes but keep local structure: a useful trait for
 comparing images.  Blur and noise are *not* among the augmentations.
 
-Quick preset: 256 classes from bundled images (none of which the synthetic 2AFC
+Quick preset: 200 classes from bundled images (none of which the synthetic 2AFC
 references use), a small 3-layer CNN, about a minute of CPU.  Full preset: the paper's
 STL-10 unlabelled images and 16000 classes.  The trained weights are cached on disk,
 keyed by the configuration, and training resumes from checkpoints.
@@ -56,13 +56,13 @@ class ExemplarConfig(PresetConfig):
     data: str = "bundled"  # "bundled" or "stl10"
     images: tuple[str, ...] = COMPARATOR_IMAGES
     image_size: int = 256
-    n_classes: int = 256
+    n_classes: int = 200
     n_source: int = 96  # stl10: how many unlabelled images the seed patches come from
     patch: int = 32
     context: int = 64  # seed patches are cut with this much context, so augmentations need no padding
     widths: tuple[int, int, int] = (32, 64, 128)
-    steps: int = 300
-    batch: int = 128
+    steps: int = 450
+    batch: int = 64
     lr: float = 2e-3
     seed: int = 0
     ckpt_every: int = 100

@@ -170,8 +170,9 @@ class PerceptualGIMConfig(GIMConfig):
                                 losses=("l2", "ssim", "vgg-random-norm", "exemplar-norm", "vgg-imagenet",
                                         "lpips-vgg"))
 
-    image_size: int = 160
-    crop: int = 96
+    image_size: int = 112
+    crop: int = 64
+    max_shift: int = 6
     steps: int = 200
     losses: tuple[str, ...] = ("l2", "ssim", "vgg-random", "vgg-random-norm", "exemplar-norm")
 

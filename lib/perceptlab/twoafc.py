@@ -160,7 +160,7 @@ def score(d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor, reduction: st
     """
     p = torch.as_tensor(judge, dtype=torch.float64)
     p_hat = choice(d0, d1, tie_rtol)
-    if p.shape != p_hat.shape or bool(((p < 0) | (p > 1)).any()):
+    if p.shape != p_hat.shape or not bool(((p >= 0) & (p <= 1)).all()):
         raise ValueError(f"judge must be a {tuple(p_hat.shape)} tensor of fractions in [0, 1]")
     per = p * p_hat + (1 - p) * (1 - p_hat)
     if reduction == "none":
@@ -200,16 +200,17 @@ def component_distances(metric: Distance, triplets: Triplets, batch_size: int = 
     ``metric(x, y)``, which must return one distance per image (``reduction="none"``).
     """
     check_positive_int(batch_size, "batch_size")
-    fn = getattr(metric, "layer_distances", None) or (lambda x, y: metric(x, y)[:, None])
+    by_layer = getattr(metric, "layer_distances", None)
     c0, c1 = [], []
     for i in progress(range(0, len(triplets), batch_size), desc="2AFC"):
         ref = triplets.ref[i: i + batch_size].to(device)
         for p, out in ((triplets.p0, c0), (triplets.p1, c1)):
-            c = fn(p[i: i + batch_size].to(device), ref)
-            if c.ndim != 2 or c.shape[0] != ref.shape[0]:
-                raise ValueError(f"metric must return one distance per image, shape ({ref.shape[0]},), "
-                                 f"got {tuple(c.shape)}")
-            out.append(c.detach().double().cpu())
+            x = p[i: i + batch_size].to(device)
+            c = by_layer(x, ref) if by_layer is not None else metric(x, ref)
+            expected = (len(x), c.shape[-1]) if by_layer is not None else (len(x),)
+            if tuple(c.shape) != expected:
+                raise ValueError(f"metric must return one distance per image, shape {expected}, got {tuple(c.shape)}")
+            out.append((c if by_layer is not None else c[:, None]).detach().double().cpu())
     return torch.cat(c0), torch.cat(c1)
 
 
@@ -338,7 +339,7 @@ def calibrate(c0: torch.Tensor, c1: torch.Tensor, judge: torch.Tensor, steps: in
         opt.step()
         history.append(loss.item())
     w = F.softplus(u).detach()
-    return Calibration(w / w.sum(), float(F.softplus(g)), history)
+    return Calibration(w / w.sum(), float(F.softplus(g.detach())), history)
 
 
 # --------------------------------------------------------------------------- synthetic 2AFC
@@ -384,7 +385,7 @@ def distort(context: torch.Tensor, kind: str, strength: float, generator: torch.
 
     Kinds and what ``strength`` means (larger is stronger except for JPEG):
       ``noise``: Gaussian noise std;  ``blur``: Gaussian sigma in pixels;  ``jpeg``: quality;
-      ``shift``: translation in whole pixels (direction random);  ``color``: size of a
+      ``shift``: translation by whole pixels along a random axis direction;  ``color``: size of a
       luminance-free colour cast;  ``contrast``: contrast reduction factor in [0, 1);
       ``luminance``: mean luminance shift (brighter for dark images, darker for bright ones);
       ``stretch``: contrast increase factor.  Outputs are clipped to [0, 1].
@@ -402,8 +403,8 @@ def distort(context: torch.Tensor, kind: str, strength: float, generator: torch.
         if not 0 < s <= MARGIN:
             raise ValueError(f"shift strength must be an integer in [1, {MARGIN}], got {strength}")
         h, w = ref.shape[-2:]
-        angles = torch.randint(8, (n,), generator=generator).tolist()
-        steps = [(round(math.sin(a * math.pi / 4) * s), round(math.cos(a * math.pi / 4) * s)) for a in angles]
+        directions = torch.randint(4, (n,), generator=generator).tolist()  # up, right, down, left
+        steps = [((0, s, 0, -s)[d], (s, 0, -s, 0)[d]) for d in directions]
         out = torch.stack([context[i, :, MARGIN + dy: MARGIN + dy + h, MARGIN + dx: MARGIN + dx + w]
                            for i, (dy, dx) in enumerate(steps)])
     elif kind == "color":
@@ -485,7 +486,7 @@ def synthetic_2afc(part: str, n_per_kind: int = 25, size: int = 64, images: Sequ
         images, image_size: bundled images, resized to ``image_size`` before cropping.
     Returns:
         :class:`Triplets` whose ``kind`` is the distortion (part i) or "better < worse" (part ii).
-        In part (ii) the two MSEs agree to about 1e-6 (relative; float32 images), so the set's
+        In part (ii) the two MSEs agree to a few 1e-6 (relative; float32 images), so the set's
         ``tie_rtol`` is 1e-4: L2 then ties on every triplet and scores exactly 1/2.
     """
     check_positive_int(n_per_kind, "n_per_kind")
@@ -506,8 +507,10 @@ def synthetic_2afc(part: str, n_per_kind: int = 25, size: int = 64, images: Sequ
             jitter = float(torch.empty(()).uniform_(0.8, 1.25, generator=g))
             if kind in ("shift", "jpeg"):  # integer strengths: keep them as given
                 jitter = 1.0
-            a = distort(ctx, kind, weak * jitter, g)
-            b = distort(ctx, kind, strong * jitter, g)
+            # the same random draws (noise pattern, shift direction, colour) at both strengths
+            state = int(torch.randint(2 ** 31, (), generator=g))
+            a = distort(ctx, kind, weak * jitter, torch.Generator().manual_seed(state))
+            b = distort(ctx, kind, strong * jitter, torch.Generator().manual_seed(state))
         else:
             good, bad = kind.split(" < ")
             b_full = distort(ctx, bad, BASE_STRENGTH[bad], g)
@@ -551,7 +554,7 @@ class AgreementConfig(PresetConfig):
     size: int = 64
     bapps: bool = False
     bapps_limit: int | None = None  # triplets per BAPPS subset (None: all)
-    calibrate: str = "vgg-random-norm"
+    calibrate: str = "exemplar-norm"
     calibration_set: str = "synthetic"  # "synthetic" (both parts) or "bapps"
     calibration_steps: int = 500
     n_boot: int = 1000

@@ -117,3 +117,46 @@ def show_triplet(ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor, titles: 
                  suptitle: str | None = None, size: float = 2.2):
     """One 2AFC triplet side by side: reference, p0, p1 (each (3, H, W) in [0, 1])."""
     return compare([ref, p0, p1], titles, size=size, suptitle=suptitle)
+
+
+def show_feature_maps(features: Mapping[str, torch.Tensor], n_channels: int = 8, title: str | None = None,
+                      size: float = 1.1, cmap: str = "viridis", index: int = 0):
+    """Feature maps of several layers, one row per layer: the first ``n_channels`` channels of image ``index``.
+
+    ``features`` is ``{layer: (N, C, H, W)}`` as a :class:`perceptlab.nets.Backbone` returns it (any
+    range of values).  Each channel is min-max scaled to [0, 1] on its own for display (a constant
+    channel shows as 0), so brightness compares positions within one map, not maps with each other.
+    Each row is labelled with the layer name and its (C, H, W) shape; layers with fewer than
+    ``n_channels`` channels leave the rest of their row empty.  Returns the figure.
+    """
+    from .validate import check_positive_int
+
+    check_positive_int(n_channels, "n_channels")
+    if not isinstance(features, Mapping) or not features:
+        raise ValueError(f"features must be a non-empty {{layer: (N, C, H, W) tensor}} dict, got {type(features).__name__}")
+    for name, f in features.items():
+        check_image(f, f"features[{name!r}]", value_range=None)
+        if not -f.shape[0] <= index < f.shape[0]:
+            raise ValueError(f"index must select one of the {f.shape[0]} images of features[{name!r}], got {index}")
+    ncol = min(n_channels, max(f.shape[1] for f in features.values()))
+    fig, axes = plt.subplots(len(features), ncol, figsize=(size * ncol + 1.2, size * len(features) + (0.4 if title else 0)),
+                             squeeze=False)
+    for row, (name, f) in zip(axes, features.items()):
+        maps = f[index].detach().float().cpu()
+        for k, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if k >= maps.shape[0]:
+                continue
+            m = maps[k]
+            lo, hi = m.min(), m.max()
+            m = (m - lo) / (hi - lo) if hi > lo else torch.zeros_like(m)
+            ax.imshow(m.numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        c, h, w = f.shape[1:]
+        row[0].set_ylabel(f"{name}\n{c}×{h}×{w}", rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

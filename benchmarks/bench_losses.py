@@ -1,0 +1,264 @@
+"""Cost of the Chapter 2 losses, forward + backward, as ratios to L2 measured in one run.
+
+For each loss in ``LOSSES`` this times ``loss(x, y).backward()`` with x requiring grad and y a
+fixed target, on a batch of (N, 3, S, S) float32 images in [0, 1] (default 128x3x64x64), and
+measures the peak extra memory of one such call.  Ratios to L2 (mean squared error) are what to
+compare across machines; the absolute milliseconds are printed for reference only.  This table is
+the baseline later losses (Watson, patch-MMD) are compared against: add them to ``LOSSES``
+(name -> constructor, one line each).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_losses.py                  # 128x3x64x64 on default_device()
+    .venv/bin/python benchmarks/bench_losses.py --quick          # 4x3x32x32, one repeat: a smoke run
+    .venv/bin/python benchmarks/bench_losses.py --device cpu --json losses.json
+
+What is measured
+----------------
+Time: wall-clock time of one call ``x.grad = None; loss(x, y).backward()`` (the forward passes of
+x *and* y, since the losses recompute the target's features on every call, plus the backward to
+x), bracketed by a device synchronisation on CUDA/MPS.  Each loss is first run ``--warmup`` times;
+then, in each of ``--repeats`` rounds, every loss runs once, round-robin (the starting loss
+rotates each round), so that slow phases of a shared machine hit all losses alike.  Reported: the
+median over rounds, and the ratio of that median to L2's.
+
+Peak memory: the most memory held at any moment of one call *beyond* what was allocated before
+it, i.e. excluding the inputs x, y and the loss's own parameters (backbone weights), but
+including the gradient x.grad it creates (the same 4 N 3 S^2 bytes for every loss).
+
+- CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
+  ``memory_allocated()`` at the start.  Counts the caching allocator's allocated blocks (cuDNN
+  workspaces included), not memory reserved by the cache nor the CUDA context.
+- CPU: the torch profiler's memory accounting (``torch.profiler.profile(profile_memory=True)``):
+  its allocation and free records, in time order, summed to a running total of live bytes;
+  the maximum of that total.  This counts the tensor storages PyTorch's CPU allocator hands out
+  (requested sizes) on the threads the profiler follows.  It does not count memory that libraries
+  allocate on their own (e.g. oneDNN/MKL scratch buffers), Python objects, or allocator overhead
+  and fragmentation, so it is a lower bound on the growth of the process's RSS; it is exact for
+  what autograd keeps alive, which is what differs between these losses.  The profiled call is a
+  separate, untimed call.
+- other devices (MPS, ...): not measured (reported as n/a).
+
+Weights: the backbones of FeatureLoss and LPIPS use seeded *random* weights, so the benchmark
+runs offline; ImageNet weights would take the same time and memory (same architecture and
+shapes; the only data-dependent cost is rare denormal arithmetic on CPU).  LPIPS uses the lpips
+v0.1 linear weights shipped in the ``lpips`` package.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import perceptlab
+from perceptlab import losses
+
+BACKBONE_WEIGHTS = "random"
+
+#: name -> constructor of a loss ``fn(x, y) -> scalar``.  The first entry is the baseline of the ratios.
+LOSSES: dict[str, Callable[[], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "L2": lambda: losses.mse,
+    "SSIM": lambda: losses.ssim_loss,
+    "FeatureLoss(vgg16)": lambda: losses.FeatureLoss("vgg16", weights=BACKBONE_WEIGHTS),
+    "LPIPS(vgg)": lambda: losses.LPIPS("vgg", backbone_weights=BACKBONE_WEIGHTS, lin_weights="v0.1"),
+}
+BASELINE = next(iter(LOSSES))
+
+QUICK = {"batch": 4, "size": 32, "repeats": 1, "warmup": 1}
+DEFAULTS = {"batch": 128, "size": 64, "repeats": 5, "warmup": 1}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def step(fn, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One forward + backward of ``fn(x, y)`` w.r.t. x."""
+    x.grad = None
+    fn(x, y).backward()
+
+
+def timed_step(fn, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    synchronize(device)
+    t = time.perf_counter()
+    step(fn, x, y)
+    synchronize(device)
+    return time.perf_counter() - t
+
+
+@contextlib.contextmanager
+def _silence_stderr():
+    """Silence the C++ profiler's start/stop log lines (fd 2); used around start/stop only."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_peak_bytes(fn, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int] | None:
+    """(peak, retained) live bytes of the CPU allocator during one step, from the profiler's records."""
+    x.grad = None  # freed before profiling: the profiler cannot size blocks allocated before it started
+    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+    with _silence_stderr():
+        prof.start()
+    try:
+        step(fn, x, y)
+    finally:
+        with _silence_stderr():
+            prof.stop()
+    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
+    if results is None:  # the profiler's internals moved: say so rather than guess
+        print("note: this torch's profiler exposes no kineto_results; CPU memory not measured", file=sys.stderr)
+        return None
+    records = sorted((e.start_ns(), e.nbytes()) for e in results.events()
+                     if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in records:
+        live += nbytes
+        peak = max(peak, live)
+    return peak, live
+
+
+def peak_memory(fn, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[int, int] | None:
+    """(peak, retained) bytes beyond those allocated before one step; None where not measurable."""
+    if device.type == "cuda":
+        x.grad = None
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step(fn, x, y)
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base, torch.cuda.memory_allocated(device) - base
+    if device.type == "cpu":
+        return _cpu_peak_bytes(fn, x, y)
+    return None
+
+
+def label(name: str, fn) -> str:
+    if isinstance(fn, nn.Module):
+        return getattr(fn, "label", repr(fn))
+    return "no parameters"
+
+
+def run(names: list[str], device: torch.device, batch: int, size: int, repeats: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    fns = {}
+    for name in names:
+        fn = LOSSES[name]()
+        fns[name] = fn.to(device) if isinstance(fn, nn.Module) else fn
+    x = torch.rand(batch, 3, size, size, device=device, requires_grad=True)
+    y = torch.rand(batch, 3, size, size, device=device)
+
+    for _ in range(warmup):
+        for name in names:
+            step(fns[name], x, y)
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(timed_step(fns[name], x, y, device))
+    memory = {name: peak_memory(fns[name], x, y, device) for name in names}
+
+    base_t = statistics.median(times[BASELINE])
+    base_m = memory[BASELINE][0] if memory[BASELINE] else None
+    rows = []
+    for name in names:
+        t = statistics.median(times[name])
+        m = memory[name]
+        rows.append({
+            "loss": name,
+            "weights": label(name, fns[name]),
+            "time_ms": 1e3 * t,
+            "times_ms": [1e3 * s for s in times[name]],
+            "time_ratio": t / base_t,
+            "peak_mb": None if m is None else m[0] / 2 ** 20,
+            "retained_mb": None if m is None else m[1] / 2 ** 20,
+            "memory_ratio": None if m is None or not base_m else m[0] / base_m,
+        })
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "shape": [batch, 3, size, size],
+        "dtype": str(x.dtype),
+        "repeats": repeats,
+        "warmup": warmup,
+        "baseline": BASELINE,
+        "backbone_weights": BACKBONE_WEIGHTS,
+        "memory_method": {"cuda": "torch.cuda.max_memory_allocated minus allocated at start",
+                          "cpu": "max running total of torch profiler memory records"}.get(device.type,
+                                                                                             "not measured"),
+        "results": rows,
+    }
+
+
+def _fmt(value: float | None, spec: str, width: int) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:{width}{spec}}"
+
+
+def report(res: dict) -> None:
+    dev = res["device"] + (f" ({res['device_name']})" if res["device_name"] else "")
+    print(f"device {dev}, torch {res['torch']}, {res['threads']} CPU threads; "
+          f"batch {'x'.join(map(str, res['shape']))} {res['dtype']}; "
+          f"median of {res['repeats']} round-robin repeats after {res['warmup']} warm-up")
+    print(f"forward + backward of loss(x, y) w.r.t. x; peak memory beyond the inputs "
+          f"({res['memory_method']})")
+    width = max(len(r["loss"]) for r in res["results"])
+    print(f"{'loss':<{width}} | {'time ms':>9} {'x ' + res['baseline']:>7} | {'peak MB':>9} {'x ' + res['baseline']:>7}")
+    print("-" * (width + 40))
+    for r in res["results"]:
+        print(f"{r['loss']:<{width}} | {_fmt(r['time_ms'], '.1f', 9)} {_fmt(r['time_ratio'], '.2f', 7)} | "
+              f"{_fmt(r['peak_mb'], '.1f', 9)} {_fmt(r['memory_ratio'], '.2f', 7)}")
+    print(f"weights ({res['backbone_weights']} backbone weights; ImageNet ones would cost the same time and memory):")
+    for r in res["results"]:
+        print(f"  {r['loss']}: {r['weights']}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="torch device (default: perceptlab.default_device())")
+    parser.add_argument("--batch", type=int, default=None, help=f"batch size (default {DEFAULTS['batch']})")
+    parser.add_argument("--size", type=int, default=None, help=f"image side in pixels (default {DEFAULTS['size']})")
+    parser.add_argument("--repeats", type=int, default=None, help=f"timed rounds (default {DEFAULTS['repeats']})")
+    parser.add_argument("--warmup", type=int, default=None, help=f"untimed rounds first (default {DEFAULTS['warmup']})")
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES),
+                        help=f"losses to run ({BASELINE}, the baseline, is always included)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: batch {batch}, size {size}, {repeats} repeat after {warmup} warm-up "
+                             "(explicit options still win)".format(**QUICK))
+    parser.add_argument("--json", metavar="PATH", default=None, help="also save the results as JSON")
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else DEFAULTS
+    opts = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
+    if opts["batch"] < 1 or opts["size"] < 1 or opts["repeats"] < 1 or opts["warmup"] < 0:
+        parser.error("--batch, --size and --repeats must be >= 1, --warmup >= 0")
+    names = [BASELINE] + [n for n in LOSSES if n in args.losses and n != BASELINE]
+
+    res = run(names, perceptlab.default_device(args.device), **opts)
+    report(res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+        print(f"saved {args.json}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

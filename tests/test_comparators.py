@@ -1,0 +1,138 @@
+import math
+
+import pytest
+import torch
+
+from perceptlab import comparators, losses, nets, twoafc
+from perceptlab.data import DataUnavailableError
+
+TINY = dict(images=("coins", "moon"), image_size=64, n_classes=6, patch=16, context=32, widths=(4, 8, 8),
+            steps=6, batch=8, ckpt_every=2)
+
+
+def test_exemplar_cnn_features_are_a_backbone_with_named_layers():
+    model = comparators.ExemplarCNN(10, (4, 8, 16))
+    assert model.backbone.layer_names == ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3"]
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
+    feats = model.backbone(x, ["relu2", "relu3"])
+    assert feats["relu2"].shape == (2, 8, 16, 16) and feats["relu3"].shape == (2, 16, 8, 8)
+
+
+def test_seed_contexts_keep_the_highest_gradient_patches():
+    config = comparators.ExemplarConfig(**TINY)
+    contexts = comparators.seed_contexts(config)
+    assert contexts.shape == (6, 3, 32, 32)
+    assert contexts.min() >= 0 and contexts.max() <= 1
+    again = comparators.seed_contexts(config)
+    assert torch.equal(contexts, again)
+
+
+def test_augment_is_seeded_in_range_and_changes_the_patch():
+    contexts = torch.rand(5, 3, 32, 32)
+    a = comparators.augment(contexts, 16, torch.Generator().manual_seed(1))
+    b = comparators.augment(contexts, 16, torch.Generator().manual_seed(1))
+    c = comparators.augment(contexts, 16, torch.Generator().manual_seed(2))
+    assert a.shape == (5, 3, 16, 16)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+
+
+def test_augment_keeps_a_constant_grey_patch_grey():
+    """Geometry cannot change a constant image and hue/saturation leave greys alone:
+    only brightness and contrast act, and they keep R = G = B."""
+    grey = torch.full((4, 3, 32, 32), 0.4)
+    out = comparators.augment(grey, 16, torch.Generator().manual_seed(0))
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-5) and torch.allclose(out[:, 1], out[:, 2], atol=1e-5)
+    assert torch.allclose(out, out.mean(dim=(1, 2, 3), keepdim=True).expand_as(out), atol=1e-5)
+
+
+def test_config_key_changes_with_the_config():
+    a = comparators.config_key(comparators.ExemplarConfig())
+    assert a == comparators.config_key(comparators.ExemplarConfig())
+    assert a != comparators.config_key(comparators.ExemplarConfig(steps=301))
+
+
+def test_training_resumes_exactly_after_an_interruption(tmp_path):
+    config = comparators.ExemplarConfig(**TINY)
+    full, _ = comparators.train_exemplar_cnn(config, out_dir=tmp_path / "a")
+    comparators.train_exemplar_cnn(config, out_dir=tmp_path / "b", stop_after=3)
+    resumed, meta = comparators.train_exemplar_cnn(config, out_dir=tmp_path / "b")
+    assert meta["steps_done"] == config.steps
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+def test_exemplar_cnn_is_cached_and_reloaded_without_training(empty_data_dir, monkeypatch):
+    config = comparators.ExemplarConfig(**TINY)
+    net = comparators.exemplar_cnn(config)
+    assert isinstance(net, nets.Backbone)
+    assert "Exemplar-CNN trained here" in net.weights_label and "6 surrogate classes" in net.weights_label
+    assert (comparators.cache_path(config) / "model.pt").exists()
+    assert not any(p.requires_grad for p in net.parameters())
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached comparator must not be trained again")
+
+    monkeypatch.setattr(comparators, "train_exemplar_cnn", no_training)
+    again = comparators.exemplar_cnn(config)
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    assert again.meta["steps_done"] == config.steps
+    with pytest.raises(AssertionError, match="must not be trained"):
+        comparators.exemplar_cnn(config, retrain=True)
+
+
+def test_full_preset_code_path_runs_on_an_stl10_stand_in(stl10_stand_in):
+    stl10_stand_in(n_unlabeled=5)
+    config = comparators.ExemplarConfig.for_preset("full", n_classes=6, n_source=5, widths=(4, 8, 8), steps=2,
+                                                   batch=4, patch=16, context=32)
+    assert config.data == "stl10"
+    model, meta = comparators.train_exemplar_cnn(config)
+    assert meta["steps_done"] == 2 and math.isfinite(meta["final_loss"])
+
+
+def test_full_preset_without_stl10_fails_fast_with_instructions(empty_data_dir):
+    config = comparators.ExemplarConfig.for_preset("full")
+    with pytest.raises(DataUnavailableError):
+        comparators.seed_contexts(config)
+
+
+def test_unknown_data_source_raises():
+    with pytest.raises(ValueError, match="config.data"):
+        comparators.seed_contexts(comparators.ExemplarConfig(data="imagenet"))
+
+
+# --------------------------------------------------------------------------- the issue's acceptance test
+
+
+@pytest.fixture(scope="module")
+def quick_comparator(tmp_path_factory):
+    """The quick-preset Exemplar-CNN, trained from scratch with its fixed seed (about 1-2 minutes)."""
+    model, meta = comparators.train_exemplar_cnn(comparators.ExemplarConfig())
+    return comparators._as_backbone(model, comparators.ExemplarConfig(), meta)
+
+
+def test_quick_comparator_learns_its_surrogate_task(quick_comparator):
+    config = comparators.ExemplarConfig()
+    meta = quick_comparator.meta
+    assert meta["steps_done"] == config.steps
+    assert meta["heldout_accuracy"] > 10 / config.n_classes  # far above chance (1 / n_classes)
+    first = sum(r["loss"] for r in meta["history"][:20]) / 20
+    last = sum(r["loss"] for r in meta["history"][-20:]) / 20
+    assert last < first - 1.0
+
+
+def test_quick_comparator_beats_l2_on_the_equal_mse_part_while_l2_passes_part_one(quick_comparator):
+    """Done-when of the Chapter 2 issue: on the synthetic 2AFC (seed 0), L2 sits at 1/2 on the
+    equal-MSE part and passes part (i); the Exemplar-CNN distance beats L2 on part (ii)."""
+    strength = twoafc.synthetic_2afc("strength", n_per_kind=20, seed=0)
+    equal = twoafc.synthetic_2afc("equal_mse", n_per_kind=20, seed=0)
+    l2 = losses.MSELoss(reduction="none")
+    exemplar = losses.FeatureLoss(quick_comparator, ("relu1", "relu2", "relu3"), normalize_channels=True,
+                                  reduction="none")
+    l2_i = twoafc.agreement({"l2": l2}, strength, n_boot=200)[0]
+    l2_ii, ex_ii = twoafc.agreement({"l2": l2, "exemplar": exemplar}, equal, n_boot=500)
+    assert l2_i["score"] > 0.9
+    assert l2_ii["score"] == pytest.approx(0.5, abs=1e-12)
+    assert ex_ii["score"] > 0.6 and ex_ii["low"] > 0.5

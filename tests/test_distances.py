@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from perceptlab import comparators, distances, losses, nets
+from perceptlab.nets import WeightsUnavailableError
+
+OFFLINE = [name for name, entry in distances.REGISTRY.items() if entry.offline]
+ONLINE = [name for name, entry in distances.REGISTRY.items() if not entry.offline]
+
+
+@pytest.fixture
+def tiny_exemplar(monkeypatch):
+    """Stand in a small untrained Exemplar-CNN for the cached comparator, so no training runs."""
+    net = comparators.ExemplarCNN(4, (4, 8, 8)).backbone
+    net.requires_grad_(False)
+    monkeypatch.setattr(comparators, "exemplar_cnn", lambda *a, **k: net)
+    return net
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_offline_distances_build_and_give_one_distance_per_image(name, tiny_exemplar):
+    metric = distances.make(name, reduction="none")
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    d = metric(x, y)
+    assert d.shape == (2,) and torch.isfinite(d).all() and (d >= 0).all()
+    assert torch.allclose(metric(x, x), torch.zeros(2), atol=1e-6)
+    assert isinstance(metric.label, str) and metric.label
+
+
+def test_pixel_distances_equal_the_loss_functions():
+    x, y = torch.rand(3, 3, 24, 24), torch.rand(3, 3, 24, 24)
+    assert torch.equal(distances.make("l2")(x, y), losses.mse(x, y, reduction="none"))
+    assert torch.allclose(distances.make("ssim")(x, y), 1 - losses.ssim(x, y, reduction="none"))
+    assert distances.make("l2", reduction="mean")(x, y).shape == ()
+
+
+def test_vgg_distances_use_the_lpips_layers_and_their_options(tiny_exemplar):
+    plain, norm, zm = (distances.make(n) for n in ("vgg-random", "vgg-random-norm", "vgg-random-zm-norm"))
+    assert plain.layers == list(distances.VGG_LAYERS)
+    assert not plain.normalize_channels and norm.normalize_channels
+    first = zm.net.features[0].weight
+    assert torch.allclose(first.mean(dim=(1, 2, 3)), torch.zeros(first.shape[0]), atol=1e-6)
+    assert "zero-mean" in zm.label
+    assert distances.make("exemplar-norm").layers == list(distances.EXEMPLAR_LAYERS)
+
+
+@pytest.mark.parametrize("name", ONLINE)
+def test_imagenet_distances_fail_fast_offline(name, empty_torch_home):
+    """This machine and CI have no internet: the ImageNet entries must fail with instructions."""
+    with pytest.raises(WeightsUnavailableError, match="Put the file"):
+        distances.make(name)
+
+
+def test_unknown_distance_name_raises():
+    with pytest.raises(ValueError, match="name must be one of"):
+        distances.make("vgg-perfect")
