@@ -20,7 +20,10 @@ x *and* y, since the losses recompute the target's features on every call, plus 
 x), bracketed by a device synchronisation on CUDA/MPS.  Each loss is first run ``--warmup`` times;
 then, in each of ``--repeats`` rounds, every loss runs once, round-robin (the starting loss
 rotates each round), so that slow phases of a shared machine hit all losses alike.  Reported: the
-median over rounds, and the ratio of that median to L2's.
+median over rounds, and the ratio of that median to L2's (``--json`` also keeps every round).
+On a CPU shared with other jobs, each parallel op can stall while its OpenMP threads wait for a
+core; that inflates cheap, many-op losses (L2, SSIM) most, so their ratios are least reliable
+there.  The thread count is printed; compare ``OMP_NUM_THREADS=1`` runs on such machines.
 
 Peak memory: the most memory held at any moment of one call *beyond* what was allocated before
 it, i.e. excluding the inputs x, y and the loss's own parameters (backbone weights), but

@@ -54,3 +54,20 @@ def test_imagenet_distances_fail_fast_offline(name, empty_torch_home):
 def test_unknown_distance_name_raises():
     with pytest.raises(ValueError, match="name must be one of"):
         distances.make("vgg-perfect")
+
+
+def test_channel_normalised_vgg_distance_equals_lpips_without_linear_weights():
+    """Weighting each layer by its channel count turns the mean over (C, H, W) into LPIPS's
+    sum over channels: the registry's normalised VGG distance is LPIPS-VGG with w = 1."""
+    ours = distances.make("vgg-random-norm")
+    assert [ours.layer_weights[l] for l in ours.layers] == [64, 128, 256, 512, 512]
+    lpips = losses.LPIPS("vgg", backbone_weights=nets.backbone("vgg16", "random", seed=0), lin_weights=None,
+                         reduction="none")
+    x, y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), torch.rand(2, 3, 64, 64)
+    assert torch.allclose(ours(x, y), lpips(x, y), rtol=1e-4)
+    assert "LPIPS without linear weights" in ours.label
+
+
+def test_unnormalised_feature_distance_weights_layers_equally(tiny_exemplar):
+    plain = distances.make("exemplar")
+    assert plain.layer_weights is None and not plain.normalize_channels

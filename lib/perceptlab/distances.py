@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from . import losses, nets
@@ -35,16 +36,39 @@ def _labelled(module: nn.Module, label: str) -> nn.Module:
     return module
 
 
+def channel_counts(net: nets.Backbone, layers: tuple[str, ...]) -> list[int]:
+    """The number of channels C_i of each layer (from one forward pass of a small image)."""
+    with torch.no_grad():
+        feats = net(torch.zeros(1, 3, 32, 32), layers)
+    return [feats[l].shape[1] for l in layers]
+
+
+def feature_distance(net: nets.Backbone, layers: tuple[str, ...], normalize: bool, reduction: str) -> nn.Module:
+    """A :class:`~perceptlab.losses.FeatureLoss` on ``layers``.
+
+    Without normalisation, every layer has weight 1 (the mean squared feature difference of
+    each layer, summed).  With channel normalisation, layer i gets weight C_i, which turns
+    each layer's mean over (C, H, W) into LPIPS's sum over channels and mean over positions:
+    the distance then equals LPIPS with uniform linear weights (Zhang et al. 2018).
+    """
+    weights = channel_counts(net, layers) if normalize else None
+    loss = losses.FeatureLoss(net, layers, layer_weights=weights, normalize_channels=normalize, reduction=reduction)
+    if normalize:
+        loss.label = loss.label.split("; weights")[0] + "; channel-normalised, layers weighted by channel count " \
+                                                         "(LPIPS without linear weights)"
+    return loss
+
+
 def _exemplar(reduction: str, normalize: bool) -> nn.Module:
     from .comparators import exemplar_cnn  # trains once (about a minute), then loads from the cache
 
-    return losses.FeatureLoss(exemplar_cnn(), EXEMPLAR_LAYERS, normalize_channels=normalize, reduction=reduction)
+    return feature_distance(exemplar_cnn(), EXEMPLAR_LAYERS, normalize, reduction)
 
 
 def _vgg(weights: str, zero_mean: bool = False, normalize: bool = False):
     def build(reduction: str) -> nn.Module:
         net = nets.backbone("vgg16", weights, seed=0, zero_mean_first=zero_mean)
-        return losses.FeatureLoss(net, VGG_LAYERS, normalize_channels=normalize, reduction=reduction)
+        return feature_distance(net, VGG_LAYERS, normalize, reduction)
     return build
 
 

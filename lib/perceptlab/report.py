@@ -1,6 +1,7 @@
 """Helpers for notebooks: glue numbers into the book's prose, and small result tables."""
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 
@@ -30,10 +31,10 @@ def table(rows: Sequence[Mapping], floatfmt: str = "{:.3g}"):
     keys = list(rows[0].keys())
 
     def cell(v) -> str:
-        return floatfmt.format(v) if isinstance(v, float) else str(v)
+        return html.escape(floatfmt.format(v) if isinstance(v, float) else str(v))
 
     pad = 'style="padding: 0.25em 0.9em; text-align: left"'
-    head = "".join(f"<th {pad}>{k}</th>" for k in keys)
+    head = "".join(f"<th {pad}>{html.escape(str(k))}</th>" for k in keys)
     body = "".join("<tr>" + "".join(f"<td {pad}>{cell(r[k])}</td>" for k in keys) + "</tr>" for r in rows)
     return HTML(f'<table class="table" style="border-collapse: collapse"><thead><tr>{head}</tr></thead>'
                 f"<tbody>{body}</tbody></table>")

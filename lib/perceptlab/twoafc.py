@@ -447,7 +447,7 @@ def scale_to_mse(ref: torch.Tensor, distorted: torch.Tensor, target: torch.Tenso
     converges; ``target`` must not exceed the MSE of ``distorted`` itself.
     """
     ref64, delta = ref.double(), distorted.double() - ref.double()
-    lo = torch.zeros(ref.shape[0], dtype=torch.float64)
+    lo = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
     hi = torch.ones_like(lo)
     make = lambda s: (ref64 + s.view(-1, 1, 1, 1) * delta).clamp(0, 1)  # noqa: E731
     for _ in range(iters):
@@ -582,7 +582,8 @@ def run_agreement(config: AgreementConfig, device: str | torch.device = "cpu") -
 
     Returns ``sets`` ({name: Triplets}), ``labels`` ({metric: label}), ``tables`` ({set: [rows]}),
     ``components`` ({set: {metric: (c0, c1)}}) and ``calibration``: the fitted
-    :class:`Calibration`, its layer names, and rows for uniform vs fitted weights on the held-out half.
+    :class:`Calibration`, its layer names, and rows for the metric's own vs fitted layer weights on
+    the held-out half.
     """
     from . import distances as registry
 
@@ -599,8 +600,7 @@ def run_agreement(config: AgreementConfig, device: str | torch.device = "cpu") -
             tables[set_name].append(agreement_row(metric_name, combine(metric, c0), combine(metric, c1),
                                                   triplets, config.n_boot, seed=config.seed))
         if metric_name == config.calibrate:
-            layers = list(getattr(metric, "layers", [metric_name]))
-        del metric
+            layers, metric_for_calibration = list(getattr(metric, "layers", [metric_name])), metric
 
     # calibration: fit on one half, score on the other
     if config.calibration_set == "synthetic":
@@ -616,12 +616,14 @@ def run_agreement(config: AgreementConfig, device: str | torch.device = "cpu") -
     train, test = perm[: len(pool) // 2], perm[len(pool) // 2:]
     fitted = calibrate(c0[train], c1[train], pool.judge[train], steps=config.calibration_steps)
     held_out = pool.subset(test)
-    uniform = Calibration(torch.ones(c0.shape[1], dtype=torch.float64) / c0.shape[1], 1.0)
+    own = getattr(metric_for_calibration, "layer_weights", None)
+    own = torch.ones(c0.shape[1]) if own is None else torch.tensor(list(own.values()))
+    defined = Calibration(own.double() / own.sum(), 1.0)
     calibration = {
         "metric": config.calibrate, "layers": layers, "fit": fitted, "n_train": len(train), "n_test": len(test),
         "set": pool.source,
         "rows": [agreement_row(f"{config.calibrate}, {tag} layer weights", cal.distance(c0[test]), cal.distance(c1[test]),
                                held_out, config.n_boot, seed=config.seed)
-                 for tag, cal in (("uniform", uniform), ("fitted", fitted))],
+                 for tag, cal in (("its own", defined), ("fitted", fitted))],
     }
     return {"sets": sets, "labels": labels, "tables": tables, "components": components, "calibration": calibration}
