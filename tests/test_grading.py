@@ -22,6 +22,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from perceptlab import grading
 
+from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
+                      read, release_and_check)
+
 ROOT = Path(__file__).resolve().parents[1]
 HOMEWORK = ROOT / "chapters" / "01_template_matching" / "homework"
 HW1_SOURCE = HOMEWORK / "hw1_source.ipynb"
@@ -37,29 +40,7 @@ KERNELSPEC = {"kernelspec": {"name": "python3", "display_name": "Python 3", "lan
 
 
 def scores(points: dict[str, float]) -> dict:
-    """The expected result of :func:`grading.grade` for HW1, given the points earned per question."""
-    questions = {q: {"points": points[q], "max": m} for q, m in HW1_MAX.items()}
-    return {"questions": questions, "total": sum(points.values()), "max": sum(HW1_MAX.values())}
-
-
-@pytest.fixture(autouse=True)
-def kernels_find_perceptlab(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kernels inherit the environment: let them import the library from this checkout."""
-    paths = [str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
-def read(path: Path) -> NotebookNode:
-    return nbformat.read(path, as_version=4)
-
-
-def cell_by_id(nb: NotebookNode, cell_id: str) -> NotebookNode:
-    return next(cell for cell in nb.cells if cell.get("id") == cell_id)
-
-
-def check_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
-    """Check cells by grading id."""
-    return {cell.metadata["grading"]["id"]: cell for cell in nb.cells if "grading" in cell.metadata}
+    return expected_scores(points, HW1_MAX)
 
 
 # --------------------------------------------------------------------------- release
@@ -84,20 +65,7 @@ def test_strip_solutions_rejects_unbalanced_markers(source: str) -> None:
 
 
 def test_release_hw1(tmp_path: Path) -> None:
-    source = read(HW1_SOURCE)
-    out = grading.release(HW1_SOURCE, tmp_path)
-    assert out == tmp_path / "hw1.ipynb"
-    student = read(out)
-    nbformat.validate(student)
-    assert student.metadata.kernelspec.name == "python3"
-    code = [cell for cell in student.cells if cell.cell_type == "code"]
-    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
-    assert not any("BEGIN SOLUTION" in cell.source or "END SOLUTION" in cell.source for cell in student.cells)
-    regions = sum(cell.source.count(grading.BEGIN_SOLUTION) for cell in source.cells)
-    assert regions == 4
-    assert sum(cell.source.count(grading.STUB) for cell in code) == regions
-    for cell in code:  # valid (I)Python
-        compile(TransformerManager().transform_cell(cell.source), cell.get("id", "cell"), "exec")
+    source, student = release_and_check(HW1_SOURCE, tmp_path, regions=4)
     # solution-only cells are gone, check cells are kept as they are
     assert any("solution" in cell.metadata.get("tags", []) for cell in source.cells)
     assert not any("solution" in cell.metadata.get("tags", []) for cell in student.cells)

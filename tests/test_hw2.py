@@ -16,6 +16,9 @@ from nbformat import NotebookNode
 
 from perceptlab import grading
 
+from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
+                      read, release_and_check)
+
 ROOT = Path(__file__).resolve().parents[1]
 HOMEWORK = ROOT / "chapters" / "02_perceptual_losses" / "homework"
 HW2_SOURCE = HOMEWORK / "hw2_source.ipynb"
@@ -36,29 +39,7 @@ return (p * p_hat + (1 - p) * (1 - p_hat)).mean()"""
 
 
 def scores(points: dict[str, float]) -> dict:
-    """The expected result of :func:`grading.grade` for HW2, given the points earned per question."""
-    questions = {q: {"points": points[q], "max": m} for q, m in HW2_MAX.items()}
-    return {"questions": questions, "total": sum(points.values()), "max": sum(HW2_MAX.values())}
-
-
-@pytest.fixture(autouse=True)
-def kernels_find_perceptlab(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kernels inherit the environment: let them import the library from this checkout."""
-    paths = [str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
-def read(path: Path) -> NotebookNode:
-    return nbformat.read(path, as_version=4)
-
-
-def cell_by_id(nb: NotebookNode, cell_id: str) -> NotebookNode:
-    return next(cell for cell in nb.cells if cell.get("id") == cell_id)
-
-
-def check_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
-    """Check cells by grading id."""
-    return {cell.metadata["grading"]["id"]: cell for cell in nb.cells if "grading" in cell.metadata}
+    return expected_scores(points, HW2_MAX)
 
 
 # --------------------------------------------------------------------------- the notebooks, statically
@@ -74,20 +55,7 @@ def test_hw2_source_is_executed_with_hw1s_colab_cell_first() -> None:
 
 
 def test_release_hw2(tmp_path: Path) -> None:
-    source = read(HW2_SOURCE)
-    out = grading.release(HW2_SOURCE, tmp_path)
-    assert out == tmp_path / "hw2.ipynb"
-    student = read(out)
-    nbformat.validate(student)
-    assert student.metadata.kernelspec.name == "python3"
-    code = [cell for cell in student.cells if cell.cell_type == "code"]
-    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
-    assert not any("BEGIN SOLUTION" in cell.source or "END SOLUTION" in cell.source for cell in student.cells)
-    regions = sum(cell.source.count(grading.BEGIN_SOLUTION) for cell in source.cells)
-    assert regions == 3
-    assert sum(cell.source.count(grading.STUB) for cell in code) == regions
-    for cell in code:  # valid (I)Python
-        compile(TransformerManager().transform_cell(cell.source), cell.get("id", "cell"), "exec")
+    source, student = release_and_check(HW2_SOURCE, tmp_path, regions=3)
     # the instructor's discussion is gone, the reflection prompt and the check cells are kept as they are
     assert [c.id for c in source.cells if "solution" in c.metadata.get("tags", [])] == ["reflection-discussion"]
     assert not any("solution" in cell.metadata.get("tags", []) for cell in student.cells)
