@@ -60,9 +60,12 @@ def feature_distance(net: nets.Backbone, layers: tuple[str, ...], normalize: boo
 
 
 def _exemplar(reduction: str, normalize: bool) -> nn.Module:
-    from .comparators import exemplar_cnn  # trains once (about a minute), then loads from the cache
+    from .comparators import ExemplarConfig, exemplar_cnn  # trains once, then loads from the cache
+    from .config import default_device, preset
 
-    return feature_distance(exemplar_cnn(), EXEMPLAR_LAYERS, normalize, reduction)
+    # quick: bundled images, about a minute on a CPU; full: the paper's STL-10 set-up (trained on the GPU)
+    net = exemplar_cnn(ExemplarConfig.for_preset(preset()), device=default_device())
+    return feature_distance(net, EXEMPLAR_LAYERS, normalize, reduction)
 
 
 def _vgg(weights: str, zero_mean: bool = False, normalize: bool = False):
