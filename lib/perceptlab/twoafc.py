@@ -555,7 +555,7 @@ class AgreementConfig(PresetConfig):
     bapps: bool = False
     bapps_limit: int | None = None  # triplets per BAPPS subset (None: all)
     calibrate: str = "exemplar-norm"
-    calibration_set: str = "synthetic"  # "synthetic" (both parts) or "bapps"
+    calibration_set: str = "equal_mse"  # a set name ("equal_mse", "strength", "bapps") or "synthetic" (both parts)
     calibration_steps: int = 500
     n_boot: int = 1000
     batch_size: int = 32

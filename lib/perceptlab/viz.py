@@ -105,6 +105,8 @@ def bar_ci(rows: Sequence[Mapping], ax=None, title: str | None = None, chance: f
     ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
     if chance is not None:
         ax.axhline(chance, color="k", ls="--", lw=1)
+        ax.annotate("chance", (len(rows) - 0.5, chance), xytext=(0, 3), textcoords="offset points",
+                    ha="right", va="bottom", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     if title:

@@ -1,0 +1,510 @@
+"""Generative adversarial networks: DCGAN, its two generator losses, and a resumable training loop (Chapter 3).
+
+A GAN (Goodfellow et al. 2014) trains a generator G: z -> x against a discriminator
+D: x -> probability that x is real, in the two-player game
+
+    min_G max_D  V(D, G) = E_{x ~ p_data}[log D(x)] + E_{z ~ p_z}[log(1 - D(G(z)))].
+
+Networks here output *logits* l (D = sigmoid(l)), and every loss is written with
+softplus, which is exact and never takes the log of 0:
+
+    log D = log sigmoid(l) = -softplus(-l),    log(1 - D) = log sigmoid(-l) = -softplus(l).
+
+The generator has two losses.  *Minimax* minimises E log(1 - D(G(z))): early in
+training D rejects fakes confidently, D(G(z)) -> 0, and this loss saturates (its
+gradient d/dl = -sigmoid(l) -> 0).  *Non-saturating* maximises E log D(G(z))
+instead (Goodfellow et al. 2014, Sec. 3): same fixed point, but gradient
+d/dl = -sigmoid(-l) -> -1 when D(G(z)) -> 0, i.e. strong exactly when G is bad.
+
+The networks follow DCGAN (Radford et al. 2016): strided (transposed) convolutions
+instead of pooling, batch norm in both nets except G's output and D's input layer,
+ReLU in G with tanh output, LeakyReLU(0.2) in D, weights from N(0, 0.02), Adam with
+lr 2e-4 and beta1 0.5.  Images outside the networks are in [0, 1] as everywhere in
+the library; G maps its tanh output to [0, 1] and D maps its input back to [-1, 1].
+
+Quick preset: scikit-learn's 1797 digits upscaled to 32x32, small widths, about a
+minute of CPU.  Full preset: CelebA at 64x64 (as DCGAN), or CIFAR-10 at 32x32.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PresetConfig, default_device, progress
+from .data import load_dataset, load_digits, resize
+from .train import History, fit
+from .validate import check_image, check_positive_int
+from .viz import image_grid
+
+GENERATOR_LOSSES = ("non_saturating", "minimax")
+DATA_SOURCES = ("digits", "cifar10", "celeba")
+
+
+# --------------------------------------------------------------------------- losses on logits
+
+
+def _check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor of discriminator logits, got {type(logits).__name__}")
+    if logits.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+    return logits
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss -V(D, G), estimated on a batch of real and a batch of fake logits.
+
+    loss = -(1/n) sum log D(x_i) - (1/m) sum log(1 - D(G(z_j)))
+         = mean softplus(-l_real) + mean softplus(l_fake),   D = sigmoid(l).
+
+    This is binary cross-entropy with label 1 for real and 0 for fake
+    (Goodfellow et al. 2014, Algorithm 1: D *ascends* V; we minimise -V).
+    Logits of any shape; returns a scalar >= 0.  At l = 0 everywhere (D = 1/2) it is
+    log 4 = 2 log 2, the value -V(D*, G) takes when p_g = p_data (Thm. 1).
+    """
+    _check_logits(real_logits, "real_logits")
+    _check_logits(fake_logits, "fake_logits")
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    """The generator's loss on D's logits l = logit D(G(z)) of a batch of fakes (scalar).
+
+    - ``"minimax"``: mean log(1 - D(G(z))) = -mean softplus(l), to minimise
+      (the game's own objective; <= 0; saturates: d/dl = -sigmoid(l) / n -> 0 as D(G(z)) -> 0).
+    - ``"non_saturating"``: -mean log D(G(z)) = mean softplus(-l), to minimise
+      (Goodfellow et al. 2014, Sec. 3; >= 0; d/dl = -sigmoid(-l) / n -> -1 / n as D(G(z)) -> 0).
+
+    Both have the same fixed point; they differ in where the gradient is strong.
+    """
+    _check_logits(fake_logits, "fake_logits")
+    if kind == "minimax":
+        return -F.softplus(fake_logits).mean()
+    if kind == "non_saturating":
+        return F.softplus(-fake_logits).mean()
+    raise ValueError(f"kind must be one of {GENERATOR_LOSSES}, got {kind!r}")
+
+
+def value_estimate(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """V(D, G) = E log D(x) + E log(1 - D(G(z))) estimated on the batches (= -:func:`discriminator_loss`)."""
+    return -discriminator_loss(real_logits, fake_logits)
+
+
+class DiscriminatorLoss(nn.Module):
+    """Module twin of :func:`discriminator_loss`: ``DiscriminatorLoss()(real_logits, fake_logits)``."""
+
+    def forward(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return discriminator_loss(real_logits, fake_logits)
+
+
+class GeneratorLoss(nn.Module):
+    """Module twin of :func:`generator_loss`: ``GeneratorLoss(kind="non_saturating")(fake_logits)``."""
+
+    def __init__(self, kind: str = "non_saturating"):
+        super().__init__()
+        if kind not in GENERATOR_LOSSES:
+            raise ValueError(f"kind must be one of {GENERATOR_LOSSES}, got {kind!r}")
+        self.kind = kind
+
+    def forward(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return generator_loss(fake_logits, self.kind)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
+
+
+# --------------------------------------------------------------------------- DCGAN networks
+
+
+def _n_upsamplings(image_size: int) -> int:
+    """How many stride-2 layers lead from 4x4 to ``image_size`` (a power of two >= 8)."""
+    check_positive_int(image_size, "image_size")
+    k = int(round(math.log2(image_size))) - 2
+    if image_size < 8 or 2 ** (k + 2) != image_size:
+        raise ValueError(f"image_size must be a power of two >= 8 (e.g. 32 or 64), got {image_size}")
+    return k
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2016, Sec. 4): conv weights ~ N(0, 0.02), BN scale ~ N(1, 0.02), bias 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """DCGAN generator: noise (N, nz) -> images (N, channels, image_size, image_size) in [0, 1].
+
+    z is reshaped to (N, nz, 1, 1); a 4x4 transposed convolution makes a 4x4 map of
+    ``width * 2^(k-1)`` channels, then k = log2(image_size) - 2 stride-2 transposed
+    4x4 convolutions each double the size and halve the channels, the last one going to
+    ``channels`` with tanh; BN + ReLU in between (Radford et al. 2016, Fig. 1).
+    image_size 64 with width 64, nz 100 is the paper's CelebA/LSUN generator
+    (1024 channels at 4x4 in the paper's figure, 512 in the reference code used here).
+    The tanh output t in [-1, 1] is returned as (t + 1) / 2.
+    """
+
+    def __init__(self, nz: int = 100, channels: int = 3, image_size: int = 64, width: int = 64):
+        super().__init__()
+        check_positive_int(nz, "nz")
+        check_positive_int(channels, "channels")
+        check_positive_int(width, "width")
+        k = _n_upsamplings(image_size)
+        self.nz, self.channels, self.image_size = nz, channels, image_size
+        c = width * 2 ** (k - 1)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        for _ in range(k - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.nz:
+            raise ValueError(f"z must have shape (N, {self.nz}), got {tuple(z.shape)}")
+        return (self.net(z[:, :, None, None]) + 1) / 2
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator: images (N, channels, image_size, image_size) in [0, 1] -> logits (N,).
+
+    The mirror of :class:`Generator`: k = log2(image_size) - 2 stride-2 4x4 convolutions
+    (``width``, 2 width, ... channels; LeakyReLU(0.2), batch norm except after the first),
+    then a 4x4 convolution from the 4x4 map to one logit.  D(x) = sigmoid(logit).
+    Inputs are mapped from [0, 1] to [-1, 1] first, the range DCGAN trains on.
+    """
+
+    def __init__(self, channels: int = 3, image_size: int = 64, width: int = 64):
+        super().__init__()
+        check_positive_int(channels, "channels")
+        check_positive_int(width, "width")
+        k = _n_upsamplings(image_size)
+        self.channels, self.image_size = channels, image_size
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        c = width
+        for _ in range(k - 1):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, True)]
+            c *= 2
+        layers.append(nn.Conv2d(c, 1, 4, 1, 0, bias=False))
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        return self.net(2 * x - 1).flatten()
+
+
+def sample_noise(n: int, nz: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """n standard normal noise vectors (n, nz) (DCGAN's paper used uniform noise; N(0, I) is the common choice)."""
+    z = torch.randn(n, nz, generator=generator)
+    return z.to(device) if device is not None else z
+
+
+@torch.no_grad()
+def generate(generator: Generator, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    """n images (n, C, H, W) in [0, 1] from noise drawn with its own seeded generator, in batches.
+
+    Uses ``generator``'s current mode (call ``.eval()`` first for samples with the running
+    batch-norm statistics, as :func:`run_gan` does) and device; returns them on that device.
+    Meant for ``eval_fn`` hooks, e.g. FID over 10k samples: it does not touch the global RNG.
+    """
+    check_positive_int(n, "n")
+    g = torch.Generator().manual_seed(seed)
+    device = next(generator.parameters()).device
+    z = sample_noise(n, generator.nz, g)
+    return torch.cat([generator(chunk.to(device)) for chunk in z.split(batch_size)])
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def pixel_w1(x: torch.Tensor, y: torch.Tensor, n_quantiles: int = 256) -> float:
+    """Wasserstein-1 distance between the pixel-value distributions of two image batches.
+
+    W1 = integral_0^1 |F_x^{-1}(u) - F_y^{-1}(u)| du, approximated at ``n_quantiles`` quantile
+    levels: a cheap sanity check that a generator gets the data's intensity histogram right
+    (e.g. digits: mostly black background, some white strokes).  It ignores all spatial
+    structure, so it is no substitute for FID.  Images in [0, 1] of any (equal) channel count.
+    """
+    check_image(x, "x")
+    check_image(y, "y")
+    u = torch.linspace(0, 1, n_quantiles, dtype=torch.float64)
+    qx = torch.quantile(_subsample(x), u)
+    qy = torch.quantile(_subsample(y), u)
+    return float((qx - qy).abs().mean())
+
+
+def _subsample(x: torch.Tensor, limit: int = 1 << 22) -> torch.Tensor:
+    flat = x.detach().flatten().double().cpu()
+    return flat[:: max(1, flat.numel() // limit)]  # torch.quantile refuses inputs above 2^24 elements
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float images -> uint8 (rounded), the form sample grids are stored and written in."""
+    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def save_png(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Write (N, C, H, W) images in [0, 1] (or uint8) as one grid PNG; returns the path."""
+    from PIL import Image
+
+    x = images.float() / 255 if images.dtype == torch.uint8 else images
+    grid = to_uint8(image_grid(x.detach().cpu(), nrow=nrow))
+    array = grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(array)).save(path)
+    return path
+
+
+class SampleLog:
+    """Checkpointable record of the fixed-noise samples: ``steps`` (ints) and ``samples`` (uint8 (n, C, H, W)).
+
+    Passed to :func:`perceptlab.train.fit` in ``state`` so that a resumed run has the grids of
+    the epochs before the interruption too.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.samples: list[torch.Tensor] = []
+
+    def append(self, step: int, images: torch.Tensor) -> None:
+        self.steps.append(int(step))
+        self.samples.append(to_uint8(images).cpu())
+
+    def as_float(self) -> torch.Tensor:
+        """All samples as one float tensor (n_logged, n, C, H, W) in [0, 1]."""
+        if not self.samples:
+            return torch.empty(0)
+        return torch.stack(self.samples).float() / 255
+
+    def state_dict(self) -> dict:
+        return {"steps": list(self.steps), "samples": list(self.samples)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.steps, self.samples = list(state["steps"]), list(state["samples"])
+
+
+# --------------------------------------------------------------------------- experiment
+
+
+@dataclass
+class GANConfig(PresetConfig):
+    """Sizes and data of the DCGAN experiment (quick defaults; ``FULL``: DCGAN on CelebA 64x64).
+
+    ``data``: "digits" (scikit-learn, bundled), "cifar10" (train split) or "celeba" (train split,
+    108x108 centre crop resized to 64, :func:`perceptlab.data.celeba_transform`); images are
+    resized to ``image_size`` when it differs.  ``n_train``: use the first n_train images (None: all).
+    ``g_width``/``d_width``: channels of G's last and D's first hidden layer (DCGAN: 64).
+    ``loss``: the generator loss, "non_saturating" or "minimax".  ``steps``: total G (and D)
+    updates; one epoch is ceil(n_train / batch) steps and ends with a fixed-noise sample grid.
+    """
+
+    FULL: ClassVar[dict] = dict(data="celeba", image_size=64, nz=100, g_width=64, d_width=64, batch=128,
+                                steps=8000, n_grid=64, ckpt_every=500)
+
+    data: str = "digits"
+    image_size: int = 32
+    n_train: int | None = None
+    nz: int = 32
+    g_width: int = 16
+    d_width: int = 16
+    batch: int = 64
+    steps: int = 600
+    lr: float = 2e-4
+    beta1: float = 0.5
+    loss: str = "non_saturating"
+    n_grid: int = 64
+    n_samples: int = 64
+    n_reference: int = 512
+    seed: int = 0
+    ckpt_every: int = 100
+
+
+def _uint8_stack(dataset, n: int, size: int, desc: str) -> torch.Tensor:
+    """The first n items of an image dataset as one uint8 (n, C, size, size) tensor (JPEGs decoded in workers)."""
+    if hasattr(dataset, "images") and dataset.images.dtype == torch.uint8:  # TensorImageDataset: no decoding
+        images = dataset.images[:n]
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = torch.cat([to_uint8(resize(c.float() / 255, size)) for c in images.split(1024)])
+        return images
+    subset = torch.utils.data.Subset(dataset, range(n))
+    workers = min(8, os.cpu_count() or 1) if n >= 2048 else 0
+    loader = torch.utils.data.DataLoader(subset, batch_size=256, num_workers=workers)
+    chunks = []
+    for x, _ in progress(loader, desc=desc, total=len(loader)):
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = resize(x, size)
+        chunks.append(to_uint8(x))
+    return torch.cat(chunks)
+
+
+def load_gan_data(config: GANConfig) -> torch.Tensor:
+    """Training images (N, C, image_size, image_size): float in [0, 1] for digits, uint8 for photos."""
+    _n_upsamplings(config.image_size)
+    if config.n_train is not None:
+        check_positive_int(config.n_train, "config.n_train")
+    if config.data == "digits":
+        images = load_digits(config.image_size)[0]
+        return images[: config.n_train] if config.n_train is not None else images
+    if config.data in ("cifar10", "celeba"):
+        dataset = load_dataset(config.data, "train")
+        n = len(dataset) if config.n_train is None else min(config.n_train, len(dataset))
+        return _uint8_stack(dataset, n, config.image_size, desc=f"loading {config.data}")
+    raise ValueError(f"config.data must be one of {DATA_SOURCES}, got {config.data!r}")
+
+
+def _as_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255 if images.dtype == torch.uint8 else images
+
+
+def build_models(config: GANConfig, channels: int, device=None) -> tuple[Generator, Discriminator]:
+    """G and D for ``config`` with DCGAN initialisation drawn after ``torch.manual_seed(config.seed)``."""
+    torch.manual_seed(config.seed)
+    G = Generator(config.nz, channels, config.image_size, config.g_width)
+    D = Discriminator(channels, config.image_size, config.d_width)
+    return (G.to(device), D.to(device)) if device is not None else (G, D)
+
+
+def steps_per_epoch(n_train: int, batch: int) -> int:
+    """ceil(n_train / batch): the number of steps that sees (in expectation) every image once."""
+    return -(-n_train // batch)
+
+
+def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir: str | Path | None = None,
+            stop_after: int | None = None, eval_fn: Callable[[Generator, int], Mapping[str, float]] | None = None,
+            eval_every: int = 0) -> dict:
+    """Train a DCGAN on ``config.data`` with :func:`perceptlab.train.fit`.
+
+    One step = one discriminator update on a real batch and a fake batch G(z), then one
+    generator update on D's logits of the same fakes with the updated D (Goodfellow et al.
+    2014, Algorithm 1 with k = 1; fakes reused as in the PyTorch DCGAN example).  Real
+    images and noise are drawn from fit's data generator, so training does not use the
+    global RNG and a run stopped after any checkpoint resumes bit-identically: both
+    networks, both Adam optimisers, the history and the sample grids are checkpointed
+    to ``out_dir/checkpoint.pt`` every ``config.ckpt_every`` steps.
+
+    At the end of every epoch (and at the last step) G, in eval mode, maps a *fixed*
+    noise batch (``config.n_grid`` vectors, seed ``config.seed + 1``) to images: the same
+    z's over training show how G's mapping evolves.  These are kept (``grids``) and, with
+    ``out_dir``, written to ``out_dir/grids/step_<step>.png``; the record of that step gets
+    ``epoch`` and ``pixel_w1`` (:func:`pixel_w1` of the grid against ``n_reference`` real images).
+
+    Args:
+        eval_fn: ``eval_fn(G, step) -> {name: float}``, e.g. FID/KID of samples of G against
+            real images, merged into the history record of ``step`` every ``eval_every``
+            steps and at the last step.  G is in eval mode and under ``torch.no_grad()``
+            when it is called, and back in train mode afterwards.  Draw its noise from a
+            seeded generator of its own (:func:`generate`); the global RNG it may use does
+            not affect training, and is checkpointed anyway.
+        eval_every: period of ``eval_fn`` in steps (0: only at the last step).
+        stop_after: stop after this many steps, as if the session died (see ``fit``).
+
+    Returns:
+        ``generator``, ``discriminator`` (both in eval mode), ``history`` (per step:
+        ``loss_d``, ``loss_g``, ``d_real``/``d_fake`` = mean D on the real/fake batch before
+        the D update, ``acc_d`` = fraction of both classified right, plus the epoch-end and
+        ``eval_fn`` entries), ``grids`` (float (n_logged, n_grid, C, H, W) in [0, 1], uint8-
+        rounded), ``grid_steps``, ``fixed_noise``, ``samples`` (``n_samples`` images from
+        seed ``config.seed + 2``), ``real`` (the reference real images) and ``metrics``
+        (``pixel_w1_init``, ``pixel_w1_final``, ``d_real``/``d_fake``/``acc_d`` averaged over
+        the last epoch, ``steps_per_epoch``).
+    """
+    if config.loss not in GENERATOR_LOSSES:
+        raise ValueError(f"config.loss must be one of {GENERATOR_LOSSES}, got {config.loss!r}")
+    for name in ("batch", "n_grid", "n_samples", "n_reference"):
+        check_positive_int(getattr(config, name), f"config.{name}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"eval_every must be a non-negative integer, got {eval_every!r}")
+    device = default_device(device)
+    images = load_gan_data(config)
+    n_train, channels = images.shape[0], images.shape[1]
+    spe = steps_per_epoch(n_train, config.batch)
+    pick = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed + 3))[: config.n_reference]
+    real_ref = _as_float(images[pick])
+    images = images.to(device)
+
+    G, D = build_models(config, channels, device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+    fixed_noise = sample_noise(config.n_grid, config.nz, torch.Generator().manual_seed(config.seed + 1))
+    log = SampleLog()
+    grid_dir = Path(out_dir) / "grids" if out_dir is not None else None
+
+    @torch.no_grad()
+    def fixed_samples() -> torch.Tensor:
+        G.eval()
+        out = G(fixed_noise.to(device)).cpu()
+        G.train()
+        return out
+
+    w1_init = pixel_w1(fixed_samples(), real_ref)
+
+    def sample(g: torch.Generator, step: int):
+        idx = torch.randint(n_train, (config.batch,), generator=g)
+        z = sample_noise(config.batch, config.nz, g)
+        return _as_float(images[idx.to(device)]), z.to(device)
+
+    def step_fn(batch, step: int) -> dict:
+        real, z = batch
+        fake = G(z)
+        real_logits, fake_logits = D(real), D(fake.detach())
+        loss_d = discriminator_loss(real_logits, fake_logits)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g = generator_loss(D(fake), config.loss)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        acc = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": torch.sigmoid(real_logits).mean().item(),
+                "d_fake": torch.sigmoid(fake_logits).mean().item(), "acc_d": acc.item()}
+
+    def on_step_end(done: int) -> dict:
+        record: dict = {}
+        if done % spe == 0 or done == config.steps:
+            grid = fixed_samples()
+            log.append(done, grid)
+            record.update(epoch=done / spe, pixel_w1=pixel_w1(grid, real_ref))
+            if grid_dir is not None:
+                save_png(log.samples[-1], grid_dir / f"step_{done:06d}.png", nrow=int(math.ceil(math.sqrt(config.n_grid))))
+        if eval_fn is not None and ((eval_every and done % eval_every == 0) or done == config.steps):
+            G.eval()
+            with torch.no_grad():
+                record.update(eval_fn(G, done))
+            G.train()
+        return record
+
+    G.train()
+    D.train()
+    history: History = fit(step_fn, sample, state={"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "grids": log},
+                           steps=config.steps, seed=config.seed, out_dir=out_dir, ckpt_every=config.ckpt_every,
+                           eval_fn=on_step_end, eval_every=1, stop_after=stop_after,
+                           desc=f"DCGAN {config.data} {config.image_size}px")
+    G.eval()
+    D.eval()
+    samples = generate(G, config.n_samples, seed=config.seed + 2).cpu()
+    last = [r for r in history.records if r["step"] > history.records[-1]["step"] - spe] if history.records else []
+    metrics = {"pixel_w1_init": w1_init, "pixel_w1_final": pixel_w1(samples, real_ref), "steps_per_epoch": spe}
+    for key in ("d_real", "d_fake", "acc_d"):
+        metrics[key] = float(np.mean([r[key] for r in last])) if last else float("nan")
+    return {"generator": G, "discriminator": D, "history": history, "grids": log.as_float(),
+            "grid_steps": list(log.steps), "fixed_noise": fixed_noise, "samples": samples, "real": real_ref,
+            "metrics": metrics}
