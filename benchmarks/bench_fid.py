@@ -4,9 +4,14 @@ Both get the same statistics: means and ``np.cov`` covariances of two sets of N 
 Gaussian "features" of dimension D (default 2048, Inception's pool3, with N = 4096 samples each),
 and, as a second case, a singular pair (N < D).  Reported, in one run:
 
-- the time of each (pytorch-fid's path: ``sqrtm(S1 @ S2)`` plus its ``1e-6 I`` retry when the
-  result is not finite; ours: a Cholesky or eigendecomposition and a symmetric eigenvalue solve);
-- their ratio (sqrtm time / ours), which is what to compare across machines;
+- the time of each, one call each (pytorch-fid's path: ``sqrtm(S1 @ S2)`` plus its ``1e-6 I``
+  retry when the result is not finite; ours: LAPACK's ``sygv`` (a Cholesky factorisation of S1,
+  the reduction to L^T S2 L and its symmetric eigenvalues), or for a singular S1 an
+  eigendecomposition, two matrix products and a symmetric eigenvalue solve), as wall-clock time
+  and as the process's CPU time;
+- their ratio (sqrtm time / ours), which is what to compare across machines.  On a machine
+  shared with other jobs, wall times swing by 2-3x from run to run; with ``OMP_NUM_THREADS=1``
+  the CPU-time ratio is the steadier number;
 - both FID values and their relative difference.
 
 The goal of the issue: at least 5x faster, relative difference below 1e-6 on the well-conditioned
@@ -53,19 +58,21 @@ def statistics(n: int, d: int, seed: int, scale: float = 1.0, shift: float = 0.0
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """(value, wall seconds, CPU seconds of this process, all threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return float(value), time.perf_counter() - start
+    return float(value), time.perf_counter() - wall, time.process_time() - cpu
 
 
 def compare(name: str, s1, s2) -> None:
     (mu1, c1), (mu2, c2) = s1, s2
-    ours, t_ours = timed(lambda: frechet_distance(mu1, c1, mu2, c2))
+    ours, w_ours, c_ours = timed(lambda: frechet_distance(mu1, c1, mu2, c2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref, t_ref = timed(lambda: pytorch_fid_frechet_distance(mu1, c1, mu2, c2))
+        ref, w_ref, c_ref = timed(lambda: pytorch_fid_frechet_distance(mu1, c1, mu2, c2))
     rel = abs(ours - ref) / abs(ref)
-    print(f"{name:<28} | {t_ref:9.3f} {t_ours:9.3f} {t_ref / t_ours:7.1f}x | {ref:14.8f} {ours:14.8f} {rel:9.2e}")
+    print(f"{name:<28} | {w_ref:8.2f} {w_ours:7.2f} {w_ref / w_ours:6.1f}x | {c_ref:8.2f} {c_ours:7.2f} "
+          f"{c_ref / c_ours:6.1f}x | {ref:14.8f} {ours:14.8f} {rel:9.2e}")
 
 
 def main() -> None:
@@ -75,7 +82,9 @@ def main() -> None:
     args = parser.parse_args()
     d = args.dim
     print(f"D = {d}, OMP_NUM_THREADS = {os.environ.get('OMP_NUM_THREADS', 'unset')}, cpus = {os.cpu_count()}")
-    print(f"{'case':<28} | {'sqrtm s':>9} {'ours s':>9} {'speedup':>8} | {'FID sqrtm':>14} {'FID ours':>14} {'rel diff':>9}")
+    print(f"{'':<28} | {'wall seconds':^23} | {'CPU seconds':^23} |")
+    print(f"{'case':<28} | {'sqrtm':>8} {'ours':>7} {'ratio':>7} | {'sqrtm':>8} {'ours':>7} {'ratio':>7} | "
+          f"{'FID sqrtm':>14} {'FID ours':>14} {'rel diff':>9}")
     compare(f"N = {args.n} (well-conditioned)", statistics(args.n, d, 0), statistics(args.n, d, 1, 1.2, 0.05))
     n_small = max(d // 4, 3)
     compare(f"N = {n_small} < D (singular)", statistics(n_small, d, 2), statistics(n_small, d, 3, 1.2, 0.05))

@@ -43,7 +43,6 @@ from .config import PresetConfig, default_device, progress
 from .data import load_dataset, load_digits, resize
 from .train import History, fit
 from .validate import check_image, check_positive_int
-from .viz import image_grid
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
 DATA_SOURCES = ("digits", "cifar10", "celeba")
@@ -264,6 +263,8 @@ def save_png(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     """Write (N, C, H, W) images in [0, 1] (or uint8) as one grid PNG; returns the path."""
     from PIL import Image
 
+    from .viz import image_grid  # matplotlib is imported only when a PNG is written
+
     x = images.float() / 255 if images.dtype == torch.uint8 else images
     grid = to_uint8(image_grid(x.detach().cpu(), nrow=nrow))
     array = grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()
@@ -389,7 +390,7 @@ def steps_per_epoch(n_train: int, batch: int) -> int:
 
 def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir: str | Path | None = None,
             stop_after: int | None = None, eval_fn: Callable[[Generator, int], Mapping[str, float]] | None = None,
-            eval_every: int = 0) -> dict:
+            eval_every: int | None = None) -> dict:
     """Train a DCGAN on ``config.data`` with :func:`perceptlab.train.fit`.
 
     One step = one discriminator update on a real batch and a fake batch G(z), then one
@@ -408,12 +409,13 @@ def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir
 
     Args:
         eval_fn: ``eval_fn(G, step) -> {name: float}``, e.g. FID/KID of samples of G against
-            real images, merged into the history record of ``step`` every ``eval_every``
-            steps and at the last step.  G is in eval mode and under ``torch.no_grad()``
-            when it is called, and back in train mode afterwards.  Draw its noise from a
-            seeded generator of its own (:func:`generate`); the global RNG it may use does
-            not affect training, and is checkpointed anyway.
-        eval_every: period of ``eval_fn`` in steps (0: only at the last step).
+            real images, merged into the history record of ``step`` at the end of every
+            epoch (``eval_every=None``), every ``eval_every`` steps, or only at the last
+            step (``eval_every=0``); always at the last step.  G is in eval mode and under
+            ``torch.no_grad()`` when it is called, and back in train mode afterwards.  Draw
+            its noise from a seeded generator of its own (:func:`generate`); the global RNG
+            it may use does not affect training, and is checkpointed anyway.
+        eval_every: period of ``eval_fn`` in steps; None: once per epoch; 0: only at the last step.
         stop_after: stop after this many steps, as if the session died (see ``fit``).
 
     Returns:
@@ -430,12 +432,13 @@ def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir
         raise ValueError(f"config.loss must be one of {GENERATOR_LOSSES}, got {config.loss!r}")
     for name in ("batch", "n_grid", "n_samples", "n_reference"):
         check_positive_int(getattr(config, name), f"config.{name}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
-        raise ValueError(f"eval_every must be a non-negative integer, got {eval_every!r}")
+    if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0):
+        raise ValueError(f"eval_every must be None (once per epoch) or a non-negative integer, got {eval_every!r}")
     device = default_device(device)
     images = load_gan_data(config)
     n_train, channels = images.shape[0], images.shape[1]
     spe = steps_per_epoch(n_train, config.batch)
+    eval_period = spe if eval_every is None else eval_every
     pick = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed + 3))[: config.n_reference]
     real_ref = _as_float(images[pick])
     images = images.to(device)
@@ -485,7 +488,7 @@ def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir
             record.update(epoch=done / spe, pixel_w1=pixel_w1(grid, real_ref))
             if grid_dir is not None:
                 save_png(log.samples[-1], grid_dir / f"step_{done:06d}.png", nrow=int(math.ceil(math.sqrt(config.n_grid))))
-        if eval_fn is not None and ((eval_every and done % eval_every == 0) or done == config.steps):
+        if eval_fn is not None and ((eval_period and done % eval_period == 0) or done == config.steps):
             G.eval()
             with torch.no_grad():
                 record.update(eval_fn(G, done))

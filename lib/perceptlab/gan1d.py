@@ -198,11 +198,13 @@ def criterion_closed_form(p_data: torch.Tensor, p_g: torch.Tensor, dx: float) ->
 ACTIVATIONS = {"tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
-def mlp(n_in: int, hidden: int, depth: int = 2, activation: str = "tanh") -> nn.Sequential:
+def mlp(n_in: int, hidden: int, depth: int = 2, activation: str = "leaky_relu") -> nn.Sequential:
     """n_in -> ``depth`` hidden layers of ``hidden`` units -> 1 output.
 
-    ``activation``: "tanh" (default: a smooth G gives a smooth density p_g and so a smooth D*),
-    "elu" or "leaky_relu" (slope 0.2; G is then piecewise linear and p_g has jumps).
+    ``activation``: "leaky_relu" (slope 0.2, the default), "elu" or "tanh".  A generator of 1-D
+    noise folds the line where it is not monotone, and its density has spikes (1 / |G'| blows
+    up at stationary points); a tanh generator also piles mass up at its saturated ends.
+    Noise of a few dimensions (the default 4) smooths these out.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
@@ -216,7 +218,7 @@ def mlp(n_in: int, hidden: int, depth: int = 2, activation: str = "tanh") -> nn.
 class Generator1D(nn.Module):
     """G: noise z ~ N(0, I_{noise_dim}) (N, noise_dim) -> samples on the line (N, 1), an MLP."""
 
-    def __init__(self, noise_dim: int = 1, hidden: int = 32, depth: int = 2, activation: str = "tanh"):
+    def __init__(self, noise_dim: int = 1, hidden: int = 32, depth: int = 2, activation: str = "leaky_relu"):
         super().__init__()
         check_positive_int(noise_dim, "noise_dim")
         check_positive_int(hidden, "hidden")
@@ -230,7 +232,7 @@ class Generator1D(nn.Module):
 class Discriminator1D(nn.Module):
     """D: points (N, 1) -> logits (N,); D(x) = sigmoid(logit), an MLP."""
 
-    def __init__(self, hidden: int = 32, depth: int = 2, activation: str = "tanh"):
+    def __init__(self, hidden: int = 32, depth: int = 2, activation: str = "leaky_relu"):
         super().__init__()
         check_positive_int(hidden, "hidden")
         self.net = mlp(1, hidden, depth, activation)
@@ -294,8 +296,11 @@ class GAN1DConfig(PresetConfig):
     [-half_width, half_width].  Networks: MLPs with ``depth`` hidden layers of ``hidden`` units.
     Training: ``steps`` generator updates, each after ``d_steps`` discriminator updates
     (Algorithm 1's k), batches of ``batch`` real and ``batch`` fake points; every
-    ``snapshot_every`` steps D, p_g and D* are recorded on the grid.  ``refine_steps``:
-    afterwards D is trained alone against the frozen final G (Prop. 1's inner maximisation).
+    ``snapshot_every`` steps D, p_g and D* are recorded on the grid; p_g is the histogram of
+    ``n_density`` generated points smoothed with a Gaussian of std ``bandwidth``.  ``refine_steps``:
+    afterwards a copy of D is trained alone against the frozen final G with learning rate
+    ``lr_refine`` (Prop. 1's inner maximisation; near equilibrium D* - D is small and D moves
+    slowly at the game's learning rate).
     """
 
     FULL: ClassVar[dict] = {}
@@ -305,10 +310,10 @@ class GAN1DConfig(PresetConfig):
     weights: tuple[float, ...] = (0.4, 0.6)
     half_width: float = 6.0
     n_grid: int = 1201
-    noise_dim: int = 1
+    noise_dim: int = 4
     hidden: int = 32
     depth: int = 2
-    activation: str = "tanh"
+    activation: str = "leaky_relu"
     steps: int = 2000
     d_steps: int = 1
     batch: int = 256
@@ -317,9 +322,10 @@ class GAN1DConfig(PresetConfig):
     beta1: float = 0.5
     loss: str = "non_saturating"
     snapshot_every: int = 100
-    n_density: int = 100_000
-    bandwidth: float = 0.0
-    refine_steps: int = 500
+    n_density: int = 200_000
+    bandwidth: float = 0.02
+    refine_steps: int = 1500
+    lr_refine: float = 3e-3
     seed: int = 0
 
 
@@ -462,7 +468,7 @@ def run_gan1d(config: GAN1DConfig, device: str | torch.device = "cpu", out_dir: 
     refined_d.load_state_dict(D.state_dict())
     refined = final
     if config.refine_steps:
-        train_discriminator(refined_d, G, config, config.refine_steps, seed=config.seed + 1)
+        train_discriminator(refined_d, G, config, config.refine_steps, seed=config.seed + 1, lr=config.lr_refine)
         refined = {"step": final["step"], **snapshot(G, refined_d, x, dx, p_data, config.n_density, config.bandwidth)}
     metrics = {"jsd_init": initial["jsd"], "jsd_final": final["jsd"], "gap_init": initial["gap"],
                "gap_final": final["gap"], "gap_refined": refined["gap"],

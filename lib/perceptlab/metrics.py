@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import linalg
 from torch import nn
 
 from .config import progress
@@ -63,7 +64,8 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     F F^T = S1, the matrices S1 S2 = F (F^T S2) and F^T S2 F have the same eigenvalues
     (eig(AB) = eig(BA)), and F^T S2 F is symmetric PSD.  So its eigenvalues are real and
     non-negative and tr (S1 S2)^{1/2} = sum_i sqrt(lambda_i(F^T S2 F)).  F is the Cholesky factor
-    of S1 when S1 is numerically positive definite (cheapest), otherwise (singular S1, e.g. fewer
+    of S1 when S1 is numerically positive definite (cheapest: LAPACK's generalised symmetric
+    eigensolver ``sygv`` of type 2 does exactly this), otherwise (singular S1, e.g. fewer
     samples than dimensions) F = U diag(sqrt(max(l, 0))), from the eigendecomposition
     S1 = U diag(l) U^T, so that F F^T = S1^{1/2} S1^{1/2} and F^T S2 F is orthogonally similar to
     S1^{1/2} S2 S1^{1/2}.  Round-off can only push the eigenvalues of the symmetric matrix slightly
@@ -74,12 +76,12 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     """
     s1 = np.asarray(sigma1, dtype=np.float64)
     s2 = np.asarray(sigma2, dtype=np.float64)
-    try:
-        factor = np.linalg.cholesky(s1)
-    except np.linalg.LinAlgError:
+    try:  # LAPACK sygv, problem type 2 (S2 S1 x = lambda x): Cholesky S1 = L L^T, eigenvalues of L^T S2 L
+        eig = linalg.eigh(s2, s1, type=2, eigvals_only=True, driver="gv", check_finite=False)
+    except linalg.LinAlgError:  # S1 not numerically positive definite
         factor = _psd_sqrt_factor(s1)
-    m = factor.T @ s2 @ factor
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
+        m = factor.T @ s2 @ factor
+        eig = np.linalg.eigvalsh((m + m.T) / 2)
     # the computed eigenvalues are exact for inputs perturbed by ~eps ||S1|| ||S2|| (backward stability;
     # Frobenius norms bound the spectral ones): anything below D eps ||S1|| ||S2|| is round-off, i.e. 0
     return float(np.sqrt(_clamp_round_off(eig, np.linalg.norm(s1) * np.linalg.norm(s2))).sum())
