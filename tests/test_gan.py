@@ -108,9 +108,9 @@ def test_losses_equal_binary_cross_entropy_and_the_log_formulas():
     r, f = real.double(), fake.double()
     v = torch.log(torch.sigmoid(r)).mean() + torch.log(1 - torch.sigmoid(f)).mean()
     assert gan.value_estimate(r, f).item() == pytest.approx(v.item(), rel=1e-10)
-    assert gan.generator_loss(f, "minimax").item() == pytest.approx(torch.log(1 - torch.sigmoid(f)).mean().item(), rel=1e-10)
-    assert gan.generator_loss(f, "non_saturating").item() == pytest.approx(-torch.log(torch.sigmoid(f)).mean().item(),
-                                                                           rel=1e-10)
+    minimax, non_saturating = torch.log(1 - torch.sigmoid(f)).mean(), -torch.log(torch.sigmoid(f)).mean()
+    assert gan.generator_loss(f, "minimax").item() == pytest.approx(minimax.item(), rel=1e-10)
+    assert gan.generator_loss(f, "non_saturating").item() == pytest.approx(non_saturating.item(), rel=1e-10)
 
 
 def test_losses_are_finite_for_confident_discriminators():
@@ -204,7 +204,7 @@ def test_presets_differ_only_in_sizes_and_data():
     quick, full = gan.GANConfig.for_preset("quick"), gan.GANConfig.for_preset("full")
     assert (quick.data, quick.image_size) == ("digits", 32)
     assert (full.data, full.image_size, full.nz, full.g_width, full.d_width) == ("celeba", 64, 100, 64, 64)
-    assert full.steps > 5 * quick.steps
+    assert full.steps * full.batch > 10 * quick.steps * quick.batch  # images seen in training
     same = {f.name for f in fields(gan.GANConfig)} - set(gan.GANConfig.FULL)
     assert {"lr", "beta1", "loss", "seed"} <= same  # DCGAN's optimiser and loss in both presets
     assert (quick.lr, quick.beta1) == (2e-4, 0.5)
@@ -335,16 +335,17 @@ def test_minimax_loss_trains_too():
 
 
 def test_quick_preset_learns_the_pixel_statistics_of_digits():
-    """A shortened quick run (250 steps, 9 epochs): D learns to tell the digits from an untrained
-    G's mid-grey output at once, and G's samples then move steadily towards the digits' pixel
-    histogram (black background, white strokes)."""
-    r = gan.run_gan(gan.GANConfig.for_preset("quick", steps=250), "cpu")
+    """A shortened quick run (400 of its 2400 steps, 7 epochs): D tells the digits from an untrained G's
+    mid-grey output at once; G's samples then move steadily towards the digits' pixel histogram
+    (black background, white strokes), and D starts to make mistakes."""
+    r = gan.run_gan(gan.GANConfig.for_preset("quick", steps=400), "cpu")
     m = r["metrics"]
     assert m["pixel_w1_init"] > 0.3  # untrained G: everything near mid-grey
-    assert m["pixel_w1_final"] < 0.8 * m["pixel_w1_init"]
+    assert m["pixel_w1_final"] < 0.5 * m["pixel_w1_init"]
     w1 = r["history"].series("pixel_w1")[1]  # one per epoch, on the fixed noise
-    assert len(w1) == 9 and np.mean(w1[-3:]) < 0.8 * np.mean(w1[:3])
-    assert np.mean([rec["acc_d"] for rec in r["history"].records[20:60]]) > 0.95
+    assert len(w1) == 8 and np.mean(w1[-2:]) < 0.6 * np.mean(w1[:2])
+    early = np.mean([rec["acc_d"] for rec in r["history"].records[20:60]])
+    assert early > 0.95 and m["acc_d"] < early - 0.02  # m["acc_d"]: the mean over the last epoch
 
 
 # --------------------------------------------------------------------------- full preset code path

@@ -121,10 +121,11 @@ def test_d_star_maximises_the_value():
 
 def test_sampling_and_histogram_density():
     g = torch.Generator().manual_seed(0)
-    s = gan1d.sample_mixture(200_000, [-2.0, 2.0], [0.5, 0.7], [0.3, 0.7], generator=g)
+    mixture = ([-2.0, 2.0], [0.5, 0.7], [0.3, 0.7])
+    s = gan1d.sample_mixture(200_000, *mixture, generator=g)
     assert s.shape == (200_000, 1)
     assert float((s < 0).float().mean()) == pytest.approx(0.3, abs=0.005)
-    again = gan1d.sample_mixture(200_000, [-2.0, 2.0], [0.5, 0.7], [0.3, 0.7], generator=torch.Generator().manual_seed(0))
+    again = gan1d.sample_mixture(200_000, *mixture, generator=torch.Generator().manual_seed(0))
     assert torch.equal(s, again)  # all randomness from the generator
     p = gan1d.gaussian_mixture(X, [-2.0, 2.0], [0.5, 0.7], [0.3, 0.7])
     for bandwidth, tol in ((0.0, 0.06), (0.1, 0.03)):
@@ -245,3 +246,15 @@ def test_config_checks_and_presets():
         gan1d.run_gan1d(replace(gan1d.GAN1DConfig(), loss="hinge"))
     with pytest.raises(ValueError, match="config.d_steps"):
         gan1d.run_gan1d(gan1d.GAN1DConfig(d_steps=0))
+
+
+def test_plot_snapshots(learned):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = gan1d.plot_snapshots(learned)
+    assert len(fig.axes) == 2 * 5  # initial, 3 snapshots, refined; each with a twin axis
+    assert "refined" in fig.axes[4].get_title()
+    plt.close(fig)

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from .config import default_device, preset as active_preset
+from .gan import GANConfig, run_gan
+from .gan1d import GAN1DConfig, run_gan1d
 from .gim import GIMConfig, PerceptualGIMConfig, run_gim
 from .twoafc import AgreementConfig, run_agreement
 from .superres import SRConfig, run_superres
@@ -57,11 +59,23 @@ def _agreement(config: AgreementConfig, device, out_dir) -> dict:
     return {"metrics": metrics, "images": images}
 
 
+def _gan(config: GANConfig, device, out_dir) -> dict:
+    result = run_gan(config, device, out_dir=out_dir)
+    return {"metrics": result["metrics"], "images": {"samples": result["samples"][:64], "real": result["real"][:64]}}
+
+
+def _gan1d(config: GAN1DConfig, device, out_dir) -> dict:
+    result = run_gan1d(config, device, out_dir=out_dir)
+    return {"metrics": result["metrics"], "images": {}}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
     "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
     "gim_perceptual": Experiment(PerceptualGIMConfig, _gim, "Generalized Image Mean under perceptual losses (Chapter 2)"),
     "agreement": Experiment(AgreementConfig, _agreement, "2AFC agreement of pixel, SSIM and feature distances (Chapter 2)"),
+    "gan": Experiment(GANConfig, _gan, "DCGAN on digits (quick) or CelebA 64x64 (full) (Chapter 3)"),
+    "gan1d": Experiment(GAN1DConfig, _gan1d, "A 1-D GAN whose discriminator approaches D* (Chapter 3)"),
 }
 
 

@@ -22,8 +22,9 @@ ReLU in G with tanh output, LeakyReLU(0.2) in D, weights from N(0, 0.02), Adam w
 lr 2e-4 and beta1 0.5.  Images outside the networks are in [0, 1] as everywhere in
 the library; G maps its tanh output to [0, 1] and D maps its input back to [-1, 1].
 
-Quick preset: scikit-learn's 1797 digits upscaled to 32x32, small widths, about a
-minute of CPU.  Full preset: CelebA at 64x64 (as DCGAN), or CIFAR-10 at 32x32.
+Quick preset: scikit-learn's 1797 digits upscaled to 32x32, widths 16, 2400 steps of
+32 (42 epochs): about 70 s on 2 CPU cores, digit-like samples.  Full preset: DCGAN's
+widths on CelebA at 64x64 (10k steps of 128, 8 epochs), or ``data="cifar10"`` at 32x32.
 """
 from __future__ import annotations
 
@@ -318,7 +319,7 @@ class GANConfig(PresetConfig):
     """
 
     FULL: ClassVar[dict] = dict(data="celeba", image_size=64, nz=100, g_width=64, d_width=64, batch=128,
-                                steps=8000, n_grid=64, ckpt_every=500)
+                                steps=10_000, n_grid=64, ckpt_every=500)
 
     data: str = "digits"
     image_size: int = 32
@@ -326,8 +327,8 @@ class GANConfig(PresetConfig):
     nz: int = 32
     g_width: int = 16
     d_width: int = 16
-    batch: int = 64
-    steps: int = 600
+    batch: int = 32
+    steps: int = 2400
     lr: float = 2e-4
     beta1: float = 0.5
     loss: str = "non_saturating"
@@ -335,7 +336,7 @@ class GANConfig(PresetConfig):
     n_samples: int = 64
     n_reference: int = 512
     seed: int = 0
-    ckpt_every: int = 100
+    ckpt_every: int = 200
 
 
 def _uint8_stack(dataset, n: int, size: int, desc: str) -> torch.Tensor:
@@ -487,7 +488,7 @@ def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir
             log.append(done, grid)
             record.update(epoch=done / spe, pixel_w1=pixel_w1(grid, real_ref))
             if grid_dir is not None:
-                save_png(log.samples[-1], grid_dir / f"step_{done:06d}.png", nrow=int(math.ceil(math.sqrt(config.n_grid))))
+                save_png(log.samples[-1], grid_dir / f"step_{done:06d}.png", nrow=math.ceil(math.sqrt(config.n_grid)))
         if eval_fn is not None and ((eval_period and done % eval_period == 0) or done == config.steps):
             G.eval()
             with torch.no_grad():
