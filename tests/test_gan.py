@@ -398,3 +398,83 @@ def test_cifar10_at_32_and_64_px_on_a_stand_in(tmp_path, monkeypatch):
 def test_full_preset_without_data_fails_fast_with_instructions(empty_data_dir):
     with pytest.raises(DataUnavailableError, match="by hand"):
         gan.run_gan(gan.GANConfig.for_preset("full"), "cpu")
+
+
+# --------------------------------------------------------------------------- FID/KID during training
+
+
+class _TinyFeatures(torch.nn.Module):
+    """A fixed random conv feature map with a label, standing in for an extractor."""
+
+    label = "tiny random conv features (test)"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 8, 4, 4)
+        self.requires_grad_(False)
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(torch.relu(self.conv(x)), 2).flatten(1)
+
+
+def test_held_out_real_digits_are_the_ones_not_trained_on():
+    from perceptlab.data import load_digits
+
+    config = gan.GANConfig(n_train=1297)
+    held = gan.held_out_real(config, 500)
+    assert torch.equal(held, load_digits(32)[0][1297:])
+    assert gan.held_out_real(config, 10).shape == (10, 1, 32, 32)
+    with pytest.raises(ValueError, match="n_train"):
+        gan.held_out_real(gan.GANConfig(), 10)
+
+
+def test_fid_eval_fn_scores_generators_deterministically():
+    from perceptlab.data import load_digits
+
+    real = load_digits(32)[0][:200]
+    evaluator = gan.fid_eval_fn(_TinyFeatures(), real, n=100, seed=3)
+    assert evaluator.feature_space == _TinyFeatures.label and evaluator.kid_subset_size == 50
+    G = gan.Generator(nz=8, channels=1, image_size=32, width=4).eval()
+    a, b = evaluator(G, 0), evaluator(G)
+    assert a == b and set(a) == {"fid", "kid", "kid_std"}
+    assert a["fid"] > 0 and a["kid_std"] > 0 and evaluator.seconds > 0
+    with pytest.raises(ValueError):
+        gan.fid_eval_fn(_TinyFeatures(), real[:1], n=10)
+
+
+def test_run_gan_records_fid_and_kid_at_every_epoch_end():
+    from perceptlab.data import load_digits
+
+    evaluator = gan.fid_eval_fn(_TinyFeatures(), load_digits(32)[0][128:228], n=50)
+    result = gan.run_gan(gan.GANConfig(**TINY), "cpu", eval_fn=evaluator)
+    steps, fids = result["history"].series("fid")
+    assert steps == [8, 16, 24] and all(math.isfinite(v) for v in fids)
+    assert len(result["history"].series("kid_std")[1]) == 3
+
+
+def test_gan_runner_reports_fid_against_held_out_digits(tmp_path, monkeypatch):
+    from perceptlab import experiments, extractors
+
+    monkeypatch.setattr(extractors, "extractor_for_preset", lambda preset=None, **kw: _TinyFeatures())
+    result = experiments.run("gan", "quick", "cpu", out=tmp_path, **TINY)
+    m = result["metrics"]
+    assert m["fid_feature_space"] == _TinyFeatures.label and m["fid_n_real"] == 500 and m["fid_n_fake"] == 500
+    assert m["fid_reference"].startswith("held-out") and math.isfinite(m["fid"]) and m["kid_std"] >= 0
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_gan_runner_fails_before_training_without_inception_weights(monkeypatch):
+    from perceptlab import experiments, extractors
+    from perceptlab.nets import WeightsUnavailableError
+
+    def missing(preset=None, **kw):
+        raise WeightsUnavailableError("put the file at /somewhere/inception.pth")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the weights")
+
+    monkeypatch.setattr(extractors, "extractor_for_preset", missing)
+    monkeypatch.setattr(experiments, "run_gan", no_training)
+    with pytest.raises(WeightsUnavailableError, match="FID/KID.*\n.*somewhere"):
+        experiments._gan(gan.GANConfig(**{**TINY, "data": "celeba"}), "cpu", None)

@@ -59,9 +59,40 @@ def _agreement(config: AgreementConfig, device, out_dir) -> dict:
     return {"metrics": metrics, "images": images}
 
 
-def _gan(config: GANConfig, device, out_dir) -> dict:
+def _gan(config: GANConfig, device, out_dir, n_eval: int | None = None) -> dict:
+    """Train, then report FID/KID of the final G at the end, in the preset's feature space.
+
+    digits (quick) -> the digits classifier (offline), 500 samples; photos (full) -> Inception-v3
+    pool3 (torchvision's ImageNet weights, not comparable with published FIDs), 10 000 samples, against
+    the test split.  The extractor is built *before* training, so missing Inception weights fail fast.
+    """
+    from . import extractors
+    from .gan import FIDEval, held_out_real
+    from .nets import WeightsUnavailableError
+
+    preset = "quick" if config.data == "digits" else "full"
+    n_eval = n_eval or (500 if preset == "quick" else 10_000)
+    try:
+        extractor = extractors.extractor_for_preset(preset)
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(
+            f"`run gan` reports FID/KID at the end in Inception-v3 pool3 features and needs Inception "
+            f"weights before it starts training.\n{exc}") from exc
+    extractor = extractor.to(default_device(device))
+    if config.data == "digits" and (config.n_train is None or config.n_train >= 1797):
+        real, reference = None, "training digits (set n_train < 1797 to hold digits out)"
+    else:
+        real, reference = held_out_real(config, n_eval), "held-out real images (not trained on)"
     result = run_gan(config, device, out_dir=out_dir)
-    return {"metrics": result["metrics"], "images": {"samples": result["samples"][:64], "real": result["real"][:64]}}
+    if real is None:
+        real = result["real"]
+    evaluator = FIDEval(extractor, real, n=n_eval, seed=config.seed + 4)
+    scores = evaluator(result["generator"])
+    metrics = dict(result["metrics"])
+    metrics.update({"fid": scores["fid"], "kid": scores["kid"], "kid_std": scores["kid_std"], "fid_n_fake": n_eval,
+                    "fid_n_real": int(real.shape[0]), "fid_reference": reference,
+                    "fid_feature_space": evaluator.feature_space})
+    return {"metrics": metrics, "images": {"samples": result["samples"][:64], "real": result["real"][:64]}}
 
 
 def _gan1d(config: GAN1DConfig, device, out_dir) -> dict:

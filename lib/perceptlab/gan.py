@@ -512,3 +512,78 @@ def run_gan(config: GANConfig, device: str | torch.device | None = None, out_dir
     return {"generator": G, "discriminator": D, "history": history, "grids": log.as_float(),
             "grid_steps": list(log.steps), "fixed_noise": fixed_noise, "samples": samples, "real": real_ref,
             "metrics": metrics}
+
+
+# --------------------------------------------------------------------------- FID/KID during training
+
+
+def held_out_real(config: GANConfig, n: int) -> torch.Tensor:
+    """Up to ``n`` real images (float, [0, 1]) that :func:`run_gan` does *not* train on, at ``config.image_size``.
+
+    digits: the digits after the first ``config.n_train`` (so set ``n_train`` below 1797; with
+    ``n_train=None`` every digit is a training digit and this raises); cifar10: the test split;
+    celeba: the test split.  The reference set for FID/KID of a generator: a score against the
+    training images would reward memorising them.
+    """
+    check_positive_int(n, "n")
+    _n_upsamplings(config.image_size)
+    if config.data == "digits":
+        images = load_digits(config.image_size)[0]
+        if config.n_train is None or config.n_train >= len(images):
+            raise ValueError(f"held-out digits need config.n_train < {len(images)} (the GAN trains on the first "
+                             f"n_train digits), got n_train={config.n_train}")
+        return images[config.n_train:][:n]
+    if config.data in ("cifar10", "celeba"):
+        dataset = load_dataset(config.data, "test")
+        return _as_float(_uint8_stack(dataset, min(n, len(dataset)), config.image_size,
+                                      desc=f"loading {config.data} test"))
+    raise ValueError(f"config.data must be one of {DATA_SOURCES}, got {config.data!r}")
+
+
+class FIDEval:
+    """``eval_fn`` for :func:`run_gan`: FID and KID of ``n`` samples of G against fixed real images.
+
+    The real images' features are computed once, here; each call draws ``n`` samples with
+    :func:`generate` (seed ``seed``: the same noise every time, so changes are G's), extracts
+    their features and returns ``{"fid": ..., "kid": ..., "kid_std": ...}`` (KID's mean and
+    standard deviation over ``kid_subsets`` subsets of ``kid_subset_size``; with subsets as large
+    as the sets the std would be 0, hence the default n // 2).  ``feature_space`` is the
+    extractor's ``label``: quote it with the numbers, scores from different extractors are not
+    comparable.  ``seconds`` accumulates the time spent in calls.
+    """
+
+    def __init__(self, extractor: nn.Module, real: torch.Tensor, n: int = 500, seed: int = 0, *,
+                 kid_subsets: int = 50, kid_subset_size: int | None = None, batch_size: int = 256, device=None):
+        from .metrics import extractor_label, features
+
+        check_image(real, "real")
+        check_positive_int(n, "n")
+        check_positive_int(kid_subsets, "kid_subsets")
+        if n < 2 or real.shape[0] < 2:
+            raise ValueError(f"FID needs at least 2 samples on each side, got n={n} and {real.shape[0]} real images")
+        self.extractor, self.n, self.seed = extractor, n, seed
+        self.kid_subsets = kid_subsets
+        self.kid_subset_size = kid_subset_size or max(2, min(n, real.shape[0]) // 2)
+        self.batch_size, self.device = batch_size, device
+        self.feature_space = extractor_label(extractor)
+        self.real_features = features(real, extractor, batch_size=batch_size, device=device, name="real")
+        self.seconds = 0.0
+
+    @torch.no_grad()
+    def __call__(self, generator: Generator, step: int | None = None) -> dict[str, float]:
+        import time
+
+        from .metrics import features, fid_from_features, kid_from_features
+
+        start = time.perf_counter()
+        fake = generate(generator, self.n, seed=self.seed, batch_size=self.batch_size)
+        f_fake = features(fake, self.extractor, batch_size=self.batch_size, device=self.device, name="fake")
+        kid, kid_std = kid_from_features(self.real_features, f_fake, self.kid_subsets, self.kid_subset_size, self.seed)
+        out = {"fid": fid_from_features(self.real_features, f_fake), "kid": kid, "kid_std": kid_std}
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def fid_eval_fn(extractor: nn.Module, real: torch.Tensor, n: int = 500, seed: int = 0, **kwargs) -> FIDEval:
+    """:class:`FIDEval` (an ``eval_fn`` for :func:`run_gan` computing FID and KID against ``real``)."""
+    return FIDEval(extractor, real, n, seed, **kwargs)
