@@ -43,3 +43,21 @@ def stl10_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``make(n_unlabeled, n_test)`` writes an STL-10 stand-in and points ``PERCEPTLAB_DATA`` at it."""
     monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
     return lambda n_unlabeled=6, n_test=4: write_stl10(tmp_path, n_unlabeled, n_test)
+
+
+def assert_same(a, b) -> None:
+    """Recursively assert two checkpoint-like objects (tensors, dicts, lists, scalars) are identical."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b

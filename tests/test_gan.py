@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same
 import torch.nn.functional as F
 from PIL import Image
 
@@ -267,19 +268,6 @@ def _checkpoint(folder: Path) -> dict:
     return torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)
 
 
-def _assert_same(a, b) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            _assert_same(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _assert_same(x, y)
-    else:
-        assert a == b
 
 
 def test_resume_after_interruption_is_exact(tiny_run, tmp_path):
@@ -291,7 +279,7 @@ def test_resume_after_interruption_is_exact(tiny_run, tmp_path):
     a, b = _checkpoint(tmp_path / "whole"), _checkpoint(tmp_path / "resumed")
     assert a["step"] == b["step"] == TINY["steps"]
     for key in ("G", "D", "opt_g", "opt_d", "grids"):
-        _assert_same(a["state"][key], b["state"][key])
+        assert_same(a["state"][key], b["state"][key])
     assert a["history"] == b["history"]
     assert whole["history"].records == resumed["history"].records
     assert torch.equal(whole["grids"], resumed["grids"]) and whole["grid_steps"] == resumed["grid_steps"]

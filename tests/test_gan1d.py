@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
@@ -222,22 +223,9 @@ def test_learned_gan_resumes_exactly(tmp_path):
         assert a["step"] == b["step"] and torch.equal(a["d"], b["d"]) and torch.equal(a["p_g"], b["p_g"])
     a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)["state"]
     b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)["state"]
-    _assert_same({k: a[k] for k in ("G", "D", "opt_g", "opt_d")}, {k: b[k] for k in ("G", "D", "opt_g", "opt_d")})
+    assert_same({k: a[k] for k in ("G", "D", "opt_g", "opt_d")}, {k: b[k] for k in ("G", "D", "opt_g", "opt_d")})
 
 
-def _assert_same(a, b) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            _assert_same(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _assert_same(x, y)
-    else:
-        assert a == b
 
 
 def test_config_checks_and_presets():

@@ -37,7 +37,7 @@ from .config import PresetConfig, cache_dir
 from .data import load_dataset, load_image, random_crops
 from .gim import gradient_magnitude
 from .nets import Backbone, _sequential_names
-from .train import fit
+from .train import classification_step, fit
 
 #: Bump when the training procedure changes, so stale cached weights are not reused.
 VERSION = 1
@@ -181,17 +181,7 @@ def train_exemplar_cnn(config: ExemplarConfig, device: str | torch.device = "cpu
         labels = torch.randint(config.n_classes, (config.batch,), generator=g)
         return augment(contexts[labels.to(device)], config.patch, g), labels.to(device)
 
-    def step_fn(batch, step: int) -> dict:
-        x, y = batch
-        opt.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
-
-    history = fit(step_fn, sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
+    history = fit(classification_step(model, opt, sched), sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
                   seed=config.seed, out_dir=out_dir, ckpt_every=config.ckpt_every, stop_after=stop_after,
                   desc="Exemplar-CNN")
     model.eval()

@@ -40,7 +40,7 @@ from torch import nn
 from .config import PresetConfig, cache_dir, preset as active_preset
 from .data import load_digits, to_gray
 from .nets import WeightsUnavailableError, imagenet_weights, load_imagenet_state
-from .train import fit
+from .train import classification_step, fit
 from .validate import check_image, check_positive_int
 
 # --------------------------------------------------------------------------- Inception-v3 pool3
@@ -425,17 +425,7 @@ def train_digits_classifier(config: DigitsClassifierConfig, device: str | torch.
         idx = torch.randint(len(y_train), (config.batch,), generator=g).to(device)
         return shift_batch(x_train[idx], config.max_shift, g), y_train[idx]
 
-    def step_fn(batch, step: int) -> dict:
-        x, y = batch
-        opt.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
-
-    history = fit(step_fn, sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
+    history = fit(classification_step(model, opt, sched), sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
                   seed=config.seed, out_dir=out_dir, ckpt_every=config.ckpt_every, stop_after=stop_after,
                   eval_fn=lambda step: {"test_accuracy": accuracy(model, x_test, y_test)},
                   desc="digits classifier")

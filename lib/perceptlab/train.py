@@ -146,3 +146,24 @@ def fit(
         if stop_after is not None and done >= stop_after:
             break
     return history
+
+
+def classification_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
+                        sched: Any = None) -> Callable[[Any, int], dict]:
+    """A ``step_fn`` for :func:`fit`: one cross-entropy update on an ``(x, y)`` batch.
+
+    Logs the batch ``loss`` and ``accuracy`` (fraction of argmax predictions equal to y).
+    """
+    import torch.nn.functional as F
+
+    def step_fn(batch, step: int) -> dict:
+        x, y = batch
+        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        return {"loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
+    return step_fn
