@@ -61,3 +61,26 @@ def assert_same(a, b) -> None:
             assert_same(x, y)
     else:
         assert a == b
+
+
+def load_or_fail_fast_offline(build, url: str, path: Path):
+    """Call ``build()``, which needs downloaded weights.  Offline (this machine, CI) it must raise a
+    :class:`~perceptlab.nets.WeightsUnavailableError` (a ``DataUnavailableError``) within 30 s that
+    names ``url`` and the exact ``path`` to put the file; returns None then.  Online, the weights
+    were really downloaded to ``path``: returns what ``build()`` made, for the caller to check."""
+    import time
+
+    from perceptlab.data import DataUnavailableError
+    from perceptlab.nets import WeightsUnavailableError
+
+    start = time.monotonic()
+    try:
+        made = build()
+    except WeightsUnavailableError as exc:
+        assert time.monotonic() - start < 30
+        message = str(exc)
+        assert url in message and f"Put the file by hand at {path}" in message
+        assert isinstance(exc, DataUnavailableError)
+        return None
+    assert path.exists()
+    return made

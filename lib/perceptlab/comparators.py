@@ -21,8 +21,6 @@ keyed by the configuration, and training resumes from checkpoints.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +35,8 @@ from .config import PresetConfig, cache_dir
 from .data import load_dataset, load_image, random_crops
 from .gim import gradient_magnitude
 from .nets import Backbone, _sequential_names
-from .train import classification_step, fit
+from .train import classification_step, fit, train_once
+from .train import config_key as train_config_key
 
 #: Bump when the training procedure changes, so stale cached weights are not reused.
 VERSION = 1
@@ -158,8 +157,7 @@ def augment(contexts: torch.Tensor, patch: int, g: torch.Generator) -> torch.Ten
 
 def config_key(config: ExemplarConfig) -> str:
     """A short hash of the configuration and :data:`VERSION` naming the cache folder."""
-    text = json.dumps({"version": VERSION, **asdict(config)}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return train_config_key(config, VERSION)
 
 
 def cache_path(config: ExemplarConfig) -> Path:
@@ -217,17 +215,7 @@ def exemplar_cnn(config: ExemplarConfig | None = None, cache: bool = True, devic
     surrogate accuracy and history; ``backbone.weights_label`` says what was trained on what.
     """
     config = config or ExemplarConfig()
-    folder = cache_path(config)
-    final = folder / "model.pt"
-    if cache and final.exists() and not retrain:
-        payload = torch.load(final, map_location="cpu", weights_only=False)
-        model = ExemplarCNN(config.n_classes, config.widths)
-        model.load_state_dict(payload["state"])
-        return _as_backbone(model, config, payload["meta"])
-    if retrain and (folder / "checkpoint.pt").exists():
-        (folder / "checkpoint.pt").unlink()
-    model, meta = train_exemplar_cnn(config, device, out_dir=folder if cache else None)
-    if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": model.cpu().state_dict(), "meta": meta}, final)
+    model, meta = train_once(cache_path(config), lambda: ExemplarCNN(config.n_classes, config.widths),
+                             lambda out_dir: train_exemplar_cnn(config, device, out_dir=out_dir),
+                             cache=cache, retrain=retrain)
     return _as_backbone(model, config, meta)

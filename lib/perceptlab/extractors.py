@@ -25,8 +25,6 @@ its scores.  Extractors are ``nn.Module`` s in eval mode with frozen parameters 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -40,7 +38,8 @@ from torch import nn
 from .config import PresetConfig, cache_dir, preset as active_preset
 from .data import load_digits, to_gray
 from .nets import WeightsUnavailableError, imagenet_weights, load_imagenet_state
-from .train import classification_step, fit
+from .train import classification_step, fit, train_once
+from .train import config_key as train_config_key
 from .validate import check_image, check_positive_int
 
 # --------------------------------------------------------------------------- Inception-v3 pool3
@@ -396,8 +395,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 def config_key(config: DigitsClassifierConfig) -> str:
     """A short hash of the configuration and :data:`VERSION` naming the cache folder."""
-    text = json.dumps({"version": VERSION, **asdict(config)}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return train_config_key(config, VERSION)
 
 
 def cache_path(config: DigitsClassifierConfig) -> Path:
@@ -494,21 +492,10 @@ def digits_classifier(config: DigitsClassifierConfig | None = None, cache: bool 
     training resumes from ``checkpoint.pt`` in the same folder.  Training takes seconds on a CPU.
     """
     config = config or DigitsClassifierConfig()
-    folder = cache_path(config)
-    final = folder / "model.pt"
-    model = DigitsClassifier(config.size, config.widths, config.feature_dim)
-    if cache and final.exists() and not retrain:
-        payload = torch.load(final, map_location="cpu", weights_only=False)
-        model.load_state_dict(payload["state"])
-        return DigitsFeatures(model, config, payload["meta"])
-    if retrain and (folder / "checkpoint.pt").exists():
-        (folder / "checkpoint.pt").unlink()
-    model, meta = train_digits_classifier(config, device, out_dir=folder if cache else None)
-    if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_suffix(".tmp")
-        torch.save({"state": model.state_dict(), "meta": meta}, tmp)
-        tmp.replace(final)
+    model, meta = train_once(cache_path(config),
+                             lambda: DigitsClassifier(config.size, config.widths, config.feature_dim),
+                             lambda out_dir: train_digits_classifier(config, device, out_dir=out_dir),
+                             cache=cache, retrain=retrain)
     return DigitsFeatures(model, config, meta)
 
 

@@ -167,3 +167,39 @@ def classification_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
             sched.step()
         return {"loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
     return step_fn
+
+
+def config_key(config: Any, version: int) -> str:
+    """A short hash of a config dataclass and a code ``version``, naming a cache folder."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    text = json.dumps({"version": version, **asdict(config)}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def train_once(folder: Path, build: Callable[[], torch.nn.Module],
+               train: Callable[[Path | None], tuple[torch.nn.Module, dict]],
+               cache: bool = True, retrain: bool = False) -> tuple[torch.nn.Module, dict]:
+    """A network the library trains for others to use, trained once and cached: returns (model, meta).
+
+    With ``cache`` and ``folder/model.pt`` present (and not ``retrain``), loads it into ``build()``.
+    Otherwise calls ``train(out_dir)``, with ``out_dir = folder`` so an interrupted run resumes
+    from ``folder/checkpoint.pt`` (``retrain`` deletes that first), and writes ``model.pt`` atomically.
+    """
+    final = folder / "model.pt"
+    if cache and final.exists() and not retrain:
+        payload = torch.load(final, map_location="cpu", weights_only=False)
+        model = build()
+        model.load_state_dict(payload["state"])
+        return model, payload["meta"]
+    if retrain and (folder / CHECKPOINT).exists():
+        (folder / CHECKPOINT).unlink()
+    model, meta = train(folder if cache else None)
+    if cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_suffix(".tmp")
+        torch.save({"state": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}, tmp)
+        os.replace(tmp, final)
+    return model, meta
