@@ -21,7 +21,7 @@ test: $(STAMP)
 
 # -W turns warnings (and failing notebooks) into a non-zero exit; --keep-going reports them all.
 book: $(STAMP)
-	PERCEPTLAB_QUIET=1 PERCEPTLAB_PRESET=quick $(VENV)/bin/jupyter-book build . -W --keep-going
+	PERCEPTLAB_QUIET=1 PERCEPTLAB_PRESET=quick PERCEPTLAB_STRICT_CLAIMS=1 $(VENV)/bin/jupyter-book build . -W --keep-going
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from perceptlab import comparators, losses, nets, twoafc
+from perceptlab import comparators, nets, spread
 from perceptlab.data import DataUnavailableError
 
 TINY = dict(images=("coins", "moon"), image_size=64, n_classes=6, patch=16, context=32, widths=(4, 8, 8),
@@ -117,26 +117,12 @@ def quick_comparator():
     return comparators.exemplar_cnn()
 
 
-def test_quick_comparator_learns_its_surrogate_task(quick_comparator):
-    config = comparators.ExemplarConfig()
-    meta = quick_comparator.meta
-    assert meta["steps_done"] == config.steps
-    assert meta["heldout_accuracy"] > 10 / config.n_classes  # far above chance (1 / n_classes)
-    first = sum(r["loss"] for r in meta["history"][:20]) / 20
-    last = sum(r["loss"] for r in meta["history"][-20:]) / 20
-    assert last < first - 1.0
-
-
-def test_quick_comparator_beats_l2_on_the_equal_mse_part_while_l2_passes_part_one(quick_comparator):
-    """Done-when of the Chapter 2 issue: on the synthetic 2AFC (seed 0), L2 sits at 1/2 on the
-    equal-MSE part and passes part (i); the Exemplar-CNN distance beats L2 on part (ii)."""
-    strength = twoafc.synthetic_2afc("strength", n_per_kind=20, seed=0)
-    equal = twoafc.synthetic_2afc("equal_mse", n_per_kind=20, seed=0)
-    l2 = losses.MSELoss(reduction="none")
-    exemplar = losses.FeatureLoss(quick_comparator, ("relu1", "relu2", "relu3"), normalize_channels=True,
-                                  reduction="none")
-    l2_i = twoafc.agreement({"l2": l2}, strength, n_boot=200)[0]
-    l2_ii, ex_ii = twoafc.agreement({"l2": l2, "exemplar": exemplar}, equal, n_boot=500)
-    assert l2_i["score"] > 0.9
-    assert l2_ii["score"] == pytest.approx(0.5, abs=1e-12)
-    assert ex_ii["score"] > 0.6 and ex_ii["low"] > 0.5
+def test_quick_comparator_learns_its_surrogate_task_and_beats_l2_on_the_equal_mse_part(quick_comparator):
+    """Done-when of the Chapter 2 issue: the quick Exemplar-CNN learns its surrogate task (far above
+    chance, the loss falls), and on the synthetic 2AFC (seed 0) L2 passes part (i) and sits at 1/2 on
+    the equal-MSE part, where the Exemplar-CNN distance beats it.  Bounds from the spread over seeds
+    (perceptlab.spread.OUTCOMES["exemplar"]; seeds 0-4 x 1, 2 threads: surrogate accuracy 0.25 +- 0.03
+    (min 0.21, chance 0.005), last-20 loss 2.88 +- 0.17 against 5.30 at the start, Exemplar-CNN
+    equal-MSE score 0.72 +- 0.02 (min 0.70), its interval's low end at least 0.636, L2 exactly 1 and 1/2)."""
+    assert quick_comparator.meta["steps_done"] == comparators.ExemplarConfig().steps
+    assert spread.failed_checks("exemplar", spread.exemplar_metrics(quick_comparator)) == []

@@ -2,12 +2,11 @@
 the digits classifier trained and cached by the library."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
 
-from perceptlab import extractors, metrics, nets
+from perceptlab import extractors, metrics, nets, spread
 from perceptlab.data import load_digits
 from perceptlab.extractors import DigitsClassifierConfig, DigitsFeatures, InceptionFeatures
 from perceptlab.nets import WeightsUnavailableError
@@ -195,21 +194,19 @@ def test_imagenet_inception_weights_from_the_hub_cache(empty_torch_home):
 
 @pytest.fixture(scope="module")
 def trained_digits(tmp_path_factory):
-    """The quick preset's digits classifier, trained from scratch into an empty cache (timed)."""
+    """The quick preset's digits classifier, trained from scratch into an empty cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("PERCEPTLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    start = time.perf_counter()
-    net = extractors.digits_classifier()
-    yield net, time.perf_counter() - start
+    yield extractors.digits_classifier()
     mp.undo()
 
 
-def test_digits_classifier_trains_quickly_and_generalises(trained_digits):
-    net, seconds = trained_digits
+def test_digits_classifier_generalises(trained_digits):
+    net = trained_digits
     config = DigitsClassifierConfig()
     assert isinstance(net, DigitsFeatures) and net.meta["steps_done"] == config.steps
-    assert seconds < 120  # about 10 s on two free cores
-    assert net.test_accuracy > 0.9
+    # seeds 0-4 x 1, 2 threads: test accuracy 0.984 +- 0.009, min 0.969 (perceptlab.spread.OUTCOMES["digits"])
+    assert spread.failed_checks("digits", {"test_accuracy": net.test_accuracy}) == []
     _, _, x_test, y_test = extractors.digits_split(config)
     assert len(y_test) == config.n_test
     assert (net.classify(x_test).argmax(1) == y_test).float().mean().item() == pytest.approx(net.test_accuracy)
@@ -227,7 +224,7 @@ def test_digits_split_is_disjoint_and_seeded():
 
 
 def test_digits_features_shapes_channels_and_sizes(trained_digits):
-    net, _ = trained_digits
+    net = trained_digits
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     images, _ = load_digits(32)
     x = images[:10]
@@ -240,7 +237,7 @@ def test_digits_features_shapes_channels_and_sizes(trained_digits):
 
 
 def test_digits_classifier_is_cached_and_reloaded_without_training(trained_digits, monkeypatch):
-    net, _ = trained_digits
+    net = trained_digits
     config = DigitsClassifierConfig()
     assert (extractors.cache_path(config) / "model.pt").exists()
 
@@ -248,9 +245,7 @@ def test_digits_classifier_is_cached_and_reloaded_without_training(trained_digit
         raise AssertionError("a cached digits classifier must not be trained again")
 
     monkeypatch.setattr(extractors, "train_digits_classifier", no_training)
-    start = time.perf_counter()
     again = extractors.digits_classifier()
-    assert time.perf_counter() - start < 5
     assert _same_weights(again, net) and again.label == net.label
     assert isinstance(extractors.extractor_for_preset("quick"), DigitsFeatures)
     with pytest.raises(AssertionError, match="must not be trained"):
@@ -269,7 +264,7 @@ def test_digits_classifier_training_resumes_exactly(tmp_path, empty_data_dir):
 
 def test_fid_in_digits_space_ranks_held_out_digits_above_noisy_ones(trained_digits):
     """Held-out real digits are much closer to the training digits than noisy or blurred ones."""
-    net, _ = trained_digits
+    net = trained_digits
     x_train, _, x_test, _ = extractors.digits_split(DigitsClassifierConfig())
     g = torch.Generator().manual_seed(0)
     noisy = (x_test + 0.3 * torch.randn(x_test.shape, generator=g)).clamp(0, 1)

@@ -12,7 +12,7 @@ from conftest import assert_same
 import torch.nn.functional as F
 from PIL import Image
 
-from perceptlab import gan
+from perceptlab import gan, spread
 from perceptlab.data import DataUnavailableError
 from perceptlab.train import CHECKPOINT
 
@@ -323,17 +323,13 @@ def test_minimax_loss_trains_too():
 
 
 def test_quick_preset_learns_the_pixel_statistics_of_digits():
-    """A shortened quick run (400 of its 2400 steps, 7 epochs): D tells the digits from an untrained G's
-    mid-grey output at once; G's samples then move steadily towards the digits' pixel histogram
-    (black background, white strokes), and D starts to make mistakes."""
-    r = gan.run_gan(gan.GANConfig.for_preset("quick", steps=400), "cpu")
-    m = r["metrics"]
-    assert m["pixel_w1_init"] > 0.3  # untrained G: everything near mid-grey
-    assert m["pixel_w1_final"] < 0.5 * m["pixel_w1_init"]
-    w1 = r["history"].series("pixel_w1")[1]  # one per epoch, on the fixed noise
-    assert len(w1) == 8 and np.mean(w1[-2:]) < 0.6 * np.mean(w1[:2])
-    early = np.mean([rec["acc_d"] for rec in r["history"].records[20:60]])
-    assert early > 0.95 and m["acc_d"] < early - 0.02  # m["acc_d"]: the mean over the last epoch
+    """A shortened quick run (800 of its 2400 steps, 15 epochs): D tells the digits from an untrained G's
+    mid-grey output at once; G's samples then move towards the digits' pixel histogram (black
+    background, white strokes), and D starts to make mistakes.  Bounds from the spread over seeds
+    (perceptlab.spread.OUTCOMES["dcgan"]; seeds 0-9: pixel W1 0.34 at the start, 0.020-0.061 at the
+    end; D's accuracy >= 0.998 early, 0.86-0.92 in the last epoch)."""
+    r = gan.run_gan(spread.dcgan_test_config(), "cpu")
+    assert spread.failed_checks("dcgan", spread.dcgan_metrics(r)) == []
 
 
 # --------------------------------------------------------------------------- full preset code path

@@ -11,7 +11,7 @@ from conftest import assert_same
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from perceptlab import gan1d
+from perceptlab import gan1d, spread
 from perceptlab.train import CHECKPOINT
 
 LOG2, LOG4 = math.log(2), math.log(4)
@@ -157,12 +157,15 @@ def test_discriminator_gap():
 
 # --------------------------------------------------------------------------- the learned GAN
 
-FAST = dict(steps=600, snapshot_every=200, n_density=50_000)
+# Seeded training ends differently on other CPUs, so the learned GAN's outcomes are checked against
+# bounds chosen from their spread over seeds (perceptlab.spread.OUTCOMES["gan1d"], measured with
+# `python -m perceptlab spread gan1d gan1d_untrained`; the spread is recorded next to the bounds).
+FAST = spread.gan1d_test_config()
 
 
 @pytest.fixture(scope="module")
 def learned() -> dict:
-    return gan1d.run_gan1d(gan1d.GAN1DConfig(**FAST))
+    return gan1d.run_gan1d(FAST)
 
 
 def test_networks_shapes_and_arguments():
@@ -176,41 +179,30 @@ def test_networks_shapes_and_arguments():
 
 def test_learned_gan_records_snapshots_for_plots(learned):
     r = learned
-    assert [s["step"] for s in r["snapshots"]] == [200, 400, 600]
+    assert [s["step"] for s in r["snapshots"]] == [200, 400, 600] and FAST.steps == 600
     for s in [r["initial"], *r["snapshots"], r["refined"]]:
         for key in ("d", "p_g", "d_star"):
             assert s[key].shape == r["x"].shape and torch.isfinite(s[key]).all()
         assert float(s["p_g"].sum()) * r["dx"] == pytest.approx(1.0)
         assert s["criterion"] == pytest.approx(-LOG4 + 2 * s["jsd"], abs=1e-9)
         assert s["value"] <= s["criterion"] + 1e-9  # V(D, G) <= max_D V(D, G)
-    assert len(r["history"].records) == FAST["steps"]
+    assert len(r["history"].records) == FAST.steps
     assert r["history"].series("jsd")[0] == [200, 400, 600]
 
 
-def test_generator_density_approaches_the_data(learned):
-    m = learned["metrics"]
-    assert m["jsd_init"] > 0.5  # an untrained G puts its mass in a narrow spike
-    assert m["jsd_final"] < 0.2 * m["jsd_init"]
-
-
-def test_discriminator_trained_against_a_frozen_generator_approaches_d_star(learned):
-    """Prop. 1, learned: D trained alone against the final G comes within a few hundredths of D*."""
-    m = learned["metrics"]
-    assert m["gap_refined"] < 0.05 and m["gap_data_mean_refined"] < 0.06
-    assert m["gap_refined"] < m["gap_final"]  # the refinement brings D closer to D*
+def test_generator_density_approaches_the_data_and_refining_d_approaches_d_star(learned):
+    """The untrained G puts its mass in a narrow spike (JSD > 0.5); training brings JSD down by a factor
+    of at least 4; D trained alone against the final G (Prop. 1's inner max) comes closer to D* than
+    the lagging D of the game, within bounds measured over 20 seeds (20 seeds: gap_refined
+    0.054 +- 0.018, max 0.097; gap_data_mean_refined 0.063 +- 0.024, max 0.116; jsd_final / jsd_init
+    at most 0.155; gap_refined < gap_final on every seed, the ratio at most 0.76)."""
+    assert spread.failed_checks("gan1d", spread.gan1d_learned_metrics(learned)) == []
 
 
 def test_discriminator_against_the_untrained_generator_approaches_d_star():
-    """Against an untrained G (a narrow spike of mass), D* is far from 1/2 and D still learns it."""
-    config = gan1d.GAN1DConfig()
-    x, dx, p_data = gan1d.data_density(config)
-    G, D = gan1d.build_models(config)
-    before = gan1d.snapshot(G, D, x, dx, p_data, 50_000, config.bandwidth)
-    assert before["gap"] > 0.4 and float((before["d_star"] - 0.5).abs().mean()) > 0.4
-    gan1d.train_discriminator(D, G, config, steps=500, lr=config.lr_refine)
-    after = gan1d.snapshot(G, D, x, dx, p_data, 50_000, config.bandwidth)
-    assert after["gap"] < 0.02 and after["gap_data_mean"] < 0.03
-    assert after["value"] > before["value"] and after["criterion"] - 0.02 < after["value"] <= after["criterion"]
+    """Against an untrained G (a narrow spike of mass), D* is far from 1/2 and D still learns it
+    (20 seeds: gap 0.0051 +- 0.0014, max 0.0082; V within 0.0083 of C(G))."""
+    assert spread.failed_checks("gan1d_untrained", spread.gan1d_versus_untrained(seed=0)) == []
 
 
 def test_learned_gan_resumes_exactly(tmp_path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perceptlab import data, distances, gim
+from perceptlab import data, distances, gim, spread
 from perceptlab.data import load_image
 
 
@@ -83,9 +83,9 @@ def test_high_frequency_fraction_of_pure_tones():
 
 
 def test_run_gim_l2_is_blurrier_than_l1_and_targets():
-    config = gim.GIMConfig.for_preset("quick", image_size=96, crop=48, max_shift=6, n=9, steps=150)
-    result = gim.run_gim(config)
-    assert result["sharpness"]["l2"] < result["sharpness"]["l1"] < 1.0
+    # seeds 0-4 x 1, 2 threads: sharpness L2 0.448 +- 0.005, L1 0.635 +- 0.011 (perceptlab.spread.OUTCOMES["gim"])
+    result = gim.run_gim(spread.gim_test_config())
+    assert spread.failed_checks("gim", {f"sharpness_{k}": v for k, v in result["sharpness"].items()}) == []
     assert set(result["metrics"]) == {"sharpness_l2", "sharpness_l1"}
 
 

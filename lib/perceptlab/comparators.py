@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PresetConfig, cache_dir
+from .config import PresetConfig, default_seed, cache_dir
 from .data import load_dataset, load_image, random_crops
 from .gim import gradient_magnitude
 from .nets import Backbone, _sequential_names
@@ -63,7 +63,7 @@ class ExemplarConfig(PresetConfig):
     steps: int = 450
     batch: int = 64
     lr: float = 2e-3
-    seed: int = 0
+    seed: int = field(default_factory=default_seed)
     ckpt_every: int = 100
 
 

@@ -43,6 +43,22 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def default_seed() -> int:
+    """The default seed of every training run's config: ``PERCEPTLAB_SEED``, else 0.
+
+    Training runs (the 1-D GAN, the DCGAN, super-resolution, the Exemplar-CNN and the digits
+    classifier) take it as their ``seed`` field's default, so that a notebook can be rerun with
+    another seed without editing it (``PERCEPTLAB_SEED=3 jupyter nbconvert --execute ...``), as
+    ``python -m perceptlab spread`` does.  Data draws (crops, synthetic 2AFC sets, bootstraps)
+    keep their own fixed seeds: they are the same on every machine.
+    """
+    value = os.environ.get("PERCEPTLAB_SEED", "0").strip() or "0"
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"PERCEPTLAB_SEED must be an integer, got {value!r}") from None
+
+
 def cache_dir() -> Path:
     """Root for downloaded or hand-placed data: ``PERCEPTLAB_CACHE`` or ``~/.cache/perceptlab``."""
     return Path(os.environ.get("PERCEPTLAB_CACHE", Path.home() / ".cache" / "perceptlab")).expanduser()

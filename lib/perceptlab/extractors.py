@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PresetConfig, cache_dir, preset as active_preset
+from .config import PresetConfig, default_seed, cache_dir, preset as active_preset
 from .data import load_digits, to_gray
 from .nets import WeightsUnavailableError, imagenet_weights, load_imagenet_state
 from .train import classification_step, fit, train_once
@@ -339,7 +339,7 @@ class DigitsClassifierConfig(PresetConfig):
     batch: int = 64
     lr: float = 2e-3
     max_shift: int = 2
-    seed: int = 0
+    seed: int = field(default_factory=default_seed)
     ckpt_every: int = 100
 
 

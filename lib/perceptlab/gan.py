@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PresetConfig, default_device, progress
+from .config import PresetConfig, default_seed, default_device, progress
 from .data import load_dataset, load_digits, resize
 from .train import History, fit
 from .validate import check_image, check_positive_int
@@ -335,7 +335,7 @@ class GANConfig(PresetConfig):
     n_grid: int = 64
     n_samples: int = 64
     n_reference: int = 512
-    seed: int = 0
+    seed: int = field(default_factory=default_seed)
     ckpt_every: int = 200
 
 

@@ -9,7 +9,7 @@ the ground truth.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from . import losses
 from .data import PatchDataset, load_dataset, random_crops
 from .gim import gradient_magnitude
-from .config import PresetConfig
+from .config import PresetConfig, default_seed
 from .train import History, fit
 from .validate import check_image
 
@@ -88,7 +88,7 @@ class SRConfig(PresetConfig):
     batch: int = 32
     lr: float = 2e-3
     loss: str = "l2"
-    seed: int = 0
+    seed: int = field(default_factory=default_seed)
     ckpt_every: int = 100
 
 
