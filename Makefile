@@ -12,7 +12,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m perceptlab.tvcompat install
+	$(PY) -m perceptlab.course.tvcompat install
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (perceptlab)" >/dev/null
 	touch $(STAMP)
 

@@ -66,11 +66,13 @@ from perceptlab import losses
 
 BACKBONE_WEIGHTS = "random"
 
-#: name -> constructor of a loss ``fn(x, y) -> scalar``.  The first entry is the baseline of the ratios.
+#: name -> constructor of a loss ``fn(x, y) -> scalar``, built by the metric registry
+#: (``losses.registry``) where it has an offline entry.  The first entry is the baseline of the ratios.
 LOSSES: dict[str, Callable[[], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
-    "L2": lambda: losses.mse,
-    "SSIM": lambda: losses.ssim_loss,
-    "FeatureLoss(vgg16)": lambda: losses.FeatureLoss("vgg16", weights=BACKBONE_WEIGHTS),
+    "L2": lambda: losses.registry.make("l2", "mean"),
+    "SSIM": lambda: losses.registry.make("ssim", "mean"),
+    "FeatureLoss(vgg16)": lambda: losses.registry.make("vgg-random", "mean"),
+    # the registry's LPIPS entries need ImageNet trunks; offline, a random trunk with the official linear weights
     "LPIPS(vgg)": lambda: losses.LPIPS("vgg", backbone_weights=BACKBONE_WEIGHTS, lin_weights="v0.1"),
 }
 BASELINE = next(iter(LOSSES))

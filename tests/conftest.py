@@ -1,8 +1,12 @@
 """Small fixtures shared by the library tests."""
 from __future__ import annotations
 
+import io
+import pickle
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -70,8 +74,8 @@ def load_or_fail_fast_offline(build, url: str, path: Path):
     were really downloaded to ``path``: returns what ``build()`` made, for the caller to check."""
     import time
 
-    from perceptlab.data import DataUnavailableError
-    from perceptlab.nets import WeightsUnavailableError
+    from perceptlab.data.datasets import DataUnavailableError
+    from perceptlab.models.weights import WeightsUnavailableError
 
     start = time.monotonic()
     try:
@@ -84,3 +88,31 @@ def load_or_fail_fast_offline(build, url: str, path: Path):
         return None
     assert path.exists()
     return made
+
+
+# --------------------------------------------------------------------------- stand-ins in real on-disk formats
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes ``bytes`` as Python 2 ``str`` (SHORT_BINSTRING/BINSTRING), as in the real CIFAR-10 batches."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def write_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label: bytes) -> None:
+    """A CIFAR-10 batch file in the real python-2 pickle format (bytes as py2 str)."""
+    entry = {b"batch_label": label, b"labels": labels, b"data": images.reshape(len(images), 3072),
+             b"filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(entry)
+    path.write_bytes(buf.getvalue())

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def expected_scores(points: dict[str, float], maxima: dict[str, float]) -> dict:
-    """The expected result of :func:`perceptlab.grading.grade`, given the points earned per question."""
+    """The expected result of :func:`perceptlab.course.grading.grade`, given the points earned per question."""
     questions = {q: {"points": points[q], "max": m} for q, m in maxima.items()}
     return {"questions": questions, "total": sum(points.values()), "max": sum(maxima.values())}
 
@@ -43,7 +43,7 @@ def release_and_check(source_path: Path, out_dir: Path, regions: int) -> tuple[N
     valid (I)Python.  Returns (source, student)."""
     from IPython.core.inputtransformer2 import TransformerManager
 
-    from perceptlab import grading
+    from perceptlab.course import grading
 
     source = read(source_path)
     out = grading.release(source_path, out_dir)

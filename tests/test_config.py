@@ -8,6 +8,11 @@ import pytest
 from dataclasses import dataclass
 from typing import ClassVar
 
+from perceptlab import models
+from perceptlab.experiments import dcgan
+from perceptlab.experiments import gan1d
+from perceptlab.experiments import superres
+from perceptlab.models import exemplar
 from perceptlab.config import PresetConfig
 import torch
 
@@ -141,19 +146,18 @@ def test_preset_config_applies_full_sizes_then_overrides():
 
 
 def test_default_seed_follows_environment_and_reaches_every_training_config(monkeypatch):
-    from perceptlab import comparators, extractors, gan, gan1d, superres
     from perceptlab.config import default_seed
 
     monkeypatch.delenv("PERCEPTLAB_SEED", raising=False)
     assert default_seed() == 0
     monkeypatch.setenv("PERCEPTLAB_SEED", "7")
     assert default_seed() == 7
-    configs = [comparators.ExemplarConfig(), extractors.DigitsClassifierConfig(), gan.GANConfig.for_preset("full"),
+    configs = [models.ExemplarConfig(), models.DigitsClassifierConfig(), dcgan.GANConfig.for_preset("full"),
                gan1d.GAN1DConfig(), superres.SRConfig.for_preset("quick")]
     assert [c.seed for c in configs] == [7] * 5
-    assert gan.GANConfig(seed=2).seed == 2  # an explicit seed wins
+    assert dcgan.GANConfig(seed=2).seed == 2  # an explicit seed wins
     # the trained networks' caches are keyed by the config, seed included
-    assert comparators.config_key(comparators.ExemplarConfig()) != comparators.config_key(comparators.ExemplarConfig(seed=0))
+    assert exemplar.config_key(models.ExemplarConfig()) != exemplar.config_key(models.ExemplarConfig(seed=0))
     monkeypatch.setenv("PERCEPTLAB_SEED", "three")
     with pytest.raises(ValueError, match="PERCEPTLAB_SEED"):
         default_seed()

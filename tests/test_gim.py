@@ -2,8 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perceptlab import data, distances, gim, spread
-from perceptlab.data import load_image
+from perceptlab import data
+from perceptlab import gim
+from perceptlab import imaging
+from perceptlab import losses
+from perceptlab import metrics
+from perceptlab.course import spread
+from perceptlab.experiments import gim as gim_experiment
+from perceptlab.losses import registry
+from perceptlab.data.images import load_image
 
 
 @pytest.fixture(scope="module")
@@ -62,51 +69,50 @@ def test_gradient_magnitude_closed_form_on_a_ramp():
     # f(x, y) = a * x: forward differences are a everywhere, so the magnitude is a.
     a = 0.01
     ramp = (torch.arange(32, dtype=torch.float32) * a).expand(1, 1, 32, 32).clone()
-    assert torch.allclose(gim.gradient_magnitude(ramp), torch.tensor([a]), atol=1e-6)
+    assert torch.allclose(imaging.gradient_magnitude(ramp), torch.tensor([a]), atol=1e-6)
 
 
 def test_blur_lowers_both_sharpness_measures():
     image = data.load_image("astronaut", size=64)
     kernel = torch.ones(3, 1, 5, 5) / 25
     blurred = F.conv2d(F.pad(image, (2, 2, 2, 2), mode="reflect"), kernel, groups=3)
-    assert gim.relative_sharpness(blurred, image) < 0.6
-    assert gim.relative_sharpness(blurred, image, gim.high_frequency_fraction) < 0.4
-    assert gim.relative_sharpness(image, image) == pytest.approx(1.0)
+    assert metrics.relative_sharpness(blurred, image) < 0.6
+    assert metrics.relative_sharpness(blurred, image, metrics.high_frequency_fraction) < 0.4
+    assert metrics.relative_sharpness(image, image) == pytest.approx(1.0)
 
 
 def test_high_frequency_fraction_of_pure_tones():
     x = torch.arange(64, dtype=torch.float32)
     low = (0.5 + 0.4 * torch.cos(2 * torch.pi * 0.0625 * x)).expand(1, 1, 64, 64)
     high = (0.5 + 0.4 * torch.cos(2 * torch.pi * 0.375 * x)).expand(1, 1, 64, 64)
-    assert gim.high_frequency_fraction(low).item() == pytest.approx(0.0, abs=1e-6)
-    assert gim.high_frequency_fraction(high).item() == pytest.approx(1.0, abs=1e-6)
+    assert metrics.high_frequency_fraction(low).item() == pytest.approx(0.0, abs=1e-6)
+    assert metrics.high_frequency_fraction(high).item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_run_gim_l2_is_blurrier_than_l1_and_targets():
-    # seeds 0-4 x 1, 2 threads: sharpness L2 0.448 +- 0.005, L1 0.635 +- 0.011 (perceptlab.spread.OUTCOMES["gim"])
-    result = gim.run_gim(spread.gim_test_config())
+    # seeds 0-4 x 1, 2 threads: sharpness L2 0.448 +- 0.005, L1 0.635 +- 0.011 (perceptlab.course.spread.OUTCOMES["gim"])
+    result = gim_experiment.run_gim(spread.gim_test_config())
     assert spread.failed_checks("gim", {f"sharpness_{k}": v for k, v in result["sharpness"].items()}) == []
     assert set(result["metrics"]) == {"sharpness_l2", "sharpness_l1"}
 
 
 def test_full_preset_differs_only_in_sizes():
-    quick, full = gim.GIMConfig.for_preset("quick"), gim.GIMConfig.for_preset("full")
+    quick, full = gim_experiment.GIMConfig.for_preset("quick"), gim_experiment.GIMConfig.for_preset("full")
     assert full.image == quick.image and full.losses == quick.losses
     assert full.n > quick.n and full.crop > quick.crop
 
 
-def test_resolve_loss_builds_named_distances_with_mean_reduction():
-    from perceptlab import losses
-
-    assert gim.resolve_loss("l2") is losses.mse
-    assert gim.resolve_loss("ssim") is losses.ssim_loss
-    vgg = gim.resolve_loss("vgg-random-norm")
+def test_gim_resolves_loss_names_through_the_registry_with_mean_reduction():
+    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert torch.equal(registry.resolve("l2")(x, y), losses.mse(x, y))
+    vgg = registry.resolve("vgg-random-norm")
     assert isinstance(vgg, losses.FeatureLoss) and vgg.reduction == "mean" and vgg.normalize_channels
+    targets = torch.rand(3, 1, 8, 8)
+    by_name = gim.generalized_mean(targets, "l2", steps=5)
+    assert torch.equal(by_name, gim.generalized_mean(targets, losses.mse, steps=5))
 
 
 def test_gim_with_a_feature_loss_lowers_the_average_feature_distance():
-    from perceptlab import losses
-
     targets = gim.shifted_crops(load_image("astronaut", size=64), 32, 4, 5, seed=0)
     loss = losses.FeatureLoss("vgg16", ["relu1_2", "relu2_2"], normalize_channels=True)
     history = []
@@ -118,8 +124,8 @@ def test_gim_with_a_feature_loss_lowers_the_average_feature_distance():
 
 
 def test_perceptual_gim_presets_differ_only_in_sizes_and_losses():
-    quick, full = gim.PerceptualGIMConfig.for_preset("quick"), gim.PerceptualGIMConfig.for_preset("full")
-    assert all(name in distances.REGISTRY or name in ("l2", "l1", "ssim")
+    quick, full = gim_experiment.PerceptualGIMConfig.for_preset("quick"), gim_experiment.PerceptualGIMConfig.for_preset("full")
+    assert all(name in registry.REGISTRY or name in ("l2", "l1", "ssim")
                for name in quick.losses + full.losses)
     assert "lpips-vgg" in full.losses and "lpips-vgg" not in quick.losses
     assert quick.image == full.image and full.crop > quick.crop

@@ -9,8 +9,12 @@ from scipy.ndimage import maximum_filter
 from skimage.feature import match_template as sk_match_template
 
 from perceptlab import matching
-from perceptlab.data import load_image
-from perceptlab.matching import correlate, detections, find_peaks, match_template, window_sum
+from perceptlab.data.images import load_image
+from perceptlab.matching import correlate
+from perceptlab.matching import detections
+from perceptlab.matching import find_peaks
+from perceptlab.matching import match_template
+from perceptlab.matching import window_sum
 
 
 def _rand(*shape, seed=0) -> torch.Tensor:

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from perceptlab import train
-from perceptlab.train import CHECKPOINT, History, fit
+from perceptlab.train import CHECKPOINT
+from perceptlab.train import History
+from perceptlab.train import fit
 
 STEPS = 12
 W_TRUE = torch.tensor([[1.5], [-2.0], [0.5]])

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from perceptlab.validate import check_image, check_positive_int, check_same_shape
+from perceptlab.validate import check_image
+from perceptlab.validate import check_positive_int
+from perceptlab.validate import check_same_shape
 
 
 def test_check_image_returns_valid_input_unchanged():

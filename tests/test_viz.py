@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from perceptlab import viz  # noqa: E402
+from perceptlab import viz
 
 
 def _features():

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .experiments import EXPERIMENTS, parse_overrides, run
+from perceptlab.experiments import EXPERIMENTS, parse_overrides, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from .config import default_device
+    from perceptlab.config import default_device
 
     print(f"running on {default_device(args.device)} (torch {torch.__version__})", file=sys.stderr)
     result = run(args.experiment, args.preset, args.device, args.out, **parse_overrides(args.set))
@@ -48,7 +48,7 @@ def _spread(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import spread
+    from perceptlab.course import spread
 
     names = args.outcomes or [*spread.OUTCOMES, *spread.notebook_names()]
     print(f"CPU: {_cpu_model() or platform.processor() or 'unknown'}; torch {torch.__version__}")

@@ -1,8 +1,8 @@
 """The torchvision import hook itself (standard library only at import time).
 
-See :mod:`perceptlab.tvcompat` for why it exists and how it is installed. This
+See :mod:`perceptlab.course.tvcompat` for why it exists and how it is installed. This
 file is copied verbatim into site-packages as ``_perceptlab_tvcompat.py`` by
-``python -m perceptlab.tvcompat install``.
+``python -m perceptlab.course.tvcompat install``.
 """
 from __future__ import annotations
 

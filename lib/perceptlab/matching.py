@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .validate import check_image
+from perceptlab.validate import check_image
 
 METHODS = ("corr", "zero_mean", "ssd", "ncc")
 _FFT_MIN_TEMPLATE = 16  # measured (benchmarks/bench_matching.py): float64 direct convolution loses from 4x4 up

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import progress
+from perceptlab.config import progress
 
 CHECKPOINT = "checkpoint.pt"
 

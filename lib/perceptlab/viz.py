@@ -6,25 +6,12 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from .data import to_numpy
-from .validate import check_image
+from perceptlab.imaging.convert import image_grid, to_numpy  # noqa: F401 (image_grid: part of viz's API)
+from perceptlab.validate import check_image
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, pad_value: float = 1.0) -> torch.Tensor:
-    """Tile (N, C, H, W) images into one (C, H', W') image, ``nrow`` images per row."""
-    check_image(images, "images")
-    n, c, h, w = images.shape
-    ncol = min(nrow, n)
-    rows = (n + ncol - 1) // ncol
-    grid = images.new_full((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        top, left = pad + r * (h + pad), pad + k * (w + pad)
-        grid[:, top: top + h, left: left + w] = images[i]
-    return grid
-
-
-def _show(ax, image: torch.Tensor, title: str | None = None) -> None:
+def show_image(ax, image: torch.Tensor, title: str | None = None) -> None:
+    """Draw one image (C, H, W) or (1, C, H, W) in [0, 1] on the matplotlib axes ``ax``, without axes, with a title."""
     arr = to_numpy(image)
     ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
@@ -38,7 +25,7 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, siz
     ncol = min(nrow, images.shape[0])
     nrows = (images.shape[0] + ncol - 1) // ncol
     fig, ax = plt.subplots(figsize=(size * ncol, size * nrows + (0.3 if title else 0)))
-    _show(ax, grid, title)
+    show_image(ax, grid, title)
     fig.tight_layout()
     return fig
 
@@ -56,7 +43,7 @@ def compare(images: Sequence[torch.Tensor] | Mapping[str, torch.Tensor], titles:
     for ax, im, t in zip(axes[0], images, titles):
         im = im.detach().cpu()
         check_image(im if im.dim() == 4 else im[None], "images")
-        _show(ax, im, t)
+        show_image(ax, im, t)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
@@ -125,13 +112,13 @@ def show_feature_maps(features: Mapping[str, torch.Tensor], n_channels: int = 8,
                       size: float = 1.1, cmap: str = "viridis", index: int = 0):
     """Feature maps of several layers, one row per layer: the first ``n_channels`` channels of image ``index``.
 
-    ``features`` is ``{layer: (N, C, H, W)}`` as a :class:`perceptlab.nets.Backbone` returns it (any
+    ``features`` is ``{layer: (N, C, H, W)}`` as a :class:`perceptlab.models.Backbone` returns it (any
     range of values).  Each channel is min-max scaled to [0, 1] on its own for display (a constant
     channel shows as 0), so brightness compares positions within one map, not maps with each other.
     Each row is labelled with the layer name and its (C, H, W) shape; layers with fewer than
     ``n_channels`` channels leave the rest of their row empty.  Returns the figure.
     """
-    from .validate import check_positive_int
+    from perceptlab.validate import check_positive_int
 
     check_positive_int(n_channels, "n_channels")
     if not isinstance(features, Mapping) or not features:

@@ -1,0 +1,168 @@
+"""Every experiment of the course as a function of a config with two presets.
+
+``python -m perceptlab run <experiment> --preset {quick,full} --device cuda --out runs/<name>``
+runs one from the command line; notebooks call the same functions.  A runner
+takes ``(config, device, out_dir)`` and returns a dict with ``metrics`` (floats)
+and ``images`` (tensors), which :func:`run` saves as ``metrics.json`` and PNG grids.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perceptlab.config import default_device
+from perceptlab.config import preset as active_preset
+from perceptlab.experiments.agreement import AgreementConfig, run_agreement
+from perceptlab.experiments.dcgan import GANConfig, run_gan
+from perceptlab.experiments.gan1d import GAN1DConfig, run_gan1d
+from perceptlab.experiments.gim import GIMConfig, PerceptualGIMConfig, run_gim
+from perceptlab.experiments.superres import SRConfig, run_superres
+
+
+@dataclass(frozen=True)
+class Experiment:
+    config: type
+    runner: Callable[..., dict]
+    description: str
+
+
+def _gim(config: GIMConfig, device, out_dir) -> dict:
+    result = run_gim(config, device)
+    images = {"targets": result["targets"], "mean": result["mean"], "median": result["median"]}
+    images.update({f"gim_{k}": v for k, v in result["solutions"].items()})
+    return {"metrics": result["metrics"], "images": images}
+
+
+def _superres(config: SRConfig, device, out_dir) -> dict:
+    result = run_superres(config, device, out_dir=out_dir)
+    n = min(8, result["images"]["hr"].shape[0])
+    images = {k: v[:n] for k, v in result["images"].items() if k != "lr"}
+    return {"metrics": result["metrics"], "images": images}
+
+
+def _agreement(config: AgreementConfig, device, out_dir) -> dict:
+    result = run_agreement(config, device)
+    metrics = {f"2afc_{s}_{r['metric']}": r["score"] for s, rows in result["tables"].items() for r in rows}
+    metrics.update({f"2afc_{s}_{r['metric']}_ci": [r["low"], r["high"]]
+                    for s, rows in result["tables"].items() for r in rows})
+    cal = result["calibration"]
+    metrics.update({"calibration_metric": cal["metric"], "calibration_gamma": cal["fit"].gamma,
+                    "calibration_weights": dict(zip(cal["layers"], cal["fit"].weights.tolist())),
+                    "calibration_uniform_heldout": cal["rows"][0]["score"],
+                    "calibration_fitted_heldout": cal["rows"][1]["score"],
+                    "labels": result["labels"]})
+    images = {f"{name}_examples": torch.cat([s.ref[:8], s.p0[:8], s.p1[:8]]) for name, s in result["sets"].items()}
+    return {"metrics": metrics, "images": images}
+
+
+def _gan(config: GANConfig, device, out_dir, n_eval: int | None = None) -> dict:
+    """Train, then report FID/KID of the final G at the end, in the preset's feature space.
+
+    digits (quick) -> the digits classifier (offline), 500 samples; photos (full) -> Inception-v3
+    pool3 (torchvision's ImageNet weights, not comparable with published FIDs), 10 000 samples, against
+    the test split.  The extractor is built *before* training, so missing Inception weights fail fast.
+    """
+    from perceptlab.experiments.dcgan import FIDEval, held_out_real
+    from perceptlab.models.digits import extractor_for_preset
+    from perceptlab.models.weights import WeightsUnavailableError
+
+    preset = "quick" if config.data == "digits" else "full"
+    n_eval = n_eval or (500 if preset == "quick" else 10_000)
+    try:
+        extractor = extractor_for_preset(preset)
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(
+            f"`run gan` reports FID/KID at the end in Inception-v3 pool3 features and needs Inception "
+            f"weights before it starts training.\n{exc}") from exc
+    extractor = extractor.to(default_device(device))
+    if config.data == "digits" and (config.n_train is None or config.n_train >= 1797):
+        real, reference = None, "training digits (set n_train < 1797 to hold digits out)"
+    else:
+        real, reference = held_out_real(config, n_eval), "held-out real images (not trained on)"
+    result = run_gan(config, device, out_dir=out_dir)
+    if real is None:
+        real = result["real"]
+    evaluator = FIDEval(extractor, real, n=n_eval, seed=config.seed + 4)
+    scores = evaluator(result["generator"])
+    metrics = dict(result["metrics"])
+    metrics.update({"fid": scores["fid"], "kid": scores["kid"], "kid_std": scores["kid_std"], "fid_n_fake": n_eval,
+                    "fid_n_real": int(real.shape[0]), "fid_reference": reference,
+                    "fid_feature_space": evaluator.feature_space})
+    return {"metrics": metrics, "images": {"samples": result["samples"][:64], "real": result["real"][:64]}}
+
+
+def _gan1d(config: GAN1DConfig, device, out_dir) -> dict:
+    result = run_gan1d(config, device, out_dir=out_dir)
+    return {"metrics": result["metrics"], "images": {}}
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
+    "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
+    "gim_perceptual": Experiment(PerceptualGIMConfig, _gim, "Generalized Image Mean under perceptual losses (Chapter 2)"),
+    "agreement": Experiment(AgreementConfig, _agreement, "2AFC agreement of pixel, SSIM and feature distances (Chapter 2)"),
+    "gan": Experiment(GANConfig, _gan, "DCGAN on digits (quick) or CelebA 64x64 (full) (Chapter 3)"),
+    "gan1d": Experiment(GAN1DConfig, _gan1d, "A 1-D GAN whose discriminator approaches D* (Chapter 3)"),
+}
+
+
+def make_config(name: str, preset: str | None = None, **overrides: Any):
+    """The config of experiment ``name`` for a preset, with field overrides."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
+    cls = EXPERIMENTS[name].config
+    known = {f.name for f in fields(cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown config fields for {name}: {sorted(unknown)}; known: {sorted(known)}")
+    return cls.for_preset(active_preset(preset), **overrides)
+
+
+def save_outputs(result: dict, out_dir: Path) -> None:
+    """Write ``metrics.json`` and one PNG grid per entry of ``result['images']`` (:func:`perceptlab.imaging.save_png`)."""
+    from perceptlab.imaging.codecs import save_png
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(result["metrics"], indent=2))
+    for key, images in result.get("images", {}).items():
+        save_png(images, out_dir / f"{key}.png")
+
+
+def run(name: str, preset: str | None = None, device: str | None = None, out: str | Path | None = None,
+        **overrides: Any) -> dict:
+    """Run experiment ``name``; with ``out``, also save config, metrics and images there."""
+    config = make_config(name, preset, **overrides)
+    device = default_device(device)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps({"experiment": name, "device": str(device), **asdict(config)},
+                                                        indent=2, default=str))
+    result = EXPERIMENTS[name].runner(config, device, out_dir)
+    if out_dir is not None:
+        save_outputs(result, out_dir)
+    return result
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["steps=10", "losses=[\\"l2\\"]"]`` -> ``{"steps": 10, "losses": ["l2"]}`` (JSON values, else strings)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set takes key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        parsed = _parse_value(value)
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out

@@ -1,0 +1,129 @@
+"""The metric registry: every image distance of the course by name, the one place that builds them.
+
+Notebooks, experiments, the command line and the benchmarks all build distances here, and
+every chapter registers its new metrics here (:func:`register`).  ``make(name, reduction)`` returns an ``nn.Module`` ``d(x, y)`` on (N, 3, H, W) images in
+[0, 1] with a ``label`` attribute naming exactly what it is (network, weights, layers,
+options), for tables and figure titles.  Entries marked ``offline=False`` need
+downloaded weights (ImageNet) and raise a clear error without them; the quick preset
+uses only offline entries.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from perceptlab.losses.features import FeatureLoss
+from perceptlab.losses.lpips import LPIPS
+from perceptlab.losses.pixel import L1Loss, MSELoss, SSIMLoss
+from perceptlab.models.backbones import Backbone, backbone
+
+#: The five layers LPIPS reads from VGG16 (Zhang et al. 2018); a common perceptual-loss choice.
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+#: The layers of the Exemplar-CNN comparator (:mod:`perceptlab.models.exemplar`).
+EXEMPLAR_LAYERS = ("relu1", "relu2", "relu3")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A named distance: short description, builder ``build(reduction) -> nn.Module``, offline or not."""
+
+    description: str
+    build: Callable[[str], nn.Module]
+    offline: bool = True
+
+
+def _labelled(module: nn.Module, label: str) -> nn.Module:
+    module.label = label
+    return module
+
+
+def channel_counts(net: Backbone, layers: tuple[str, ...]) -> list[int]:
+    """The number of channels C_i of each layer (from one forward pass of a small image)."""
+    with torch.no_grad():
+        feats = net(torch.zeros(1, 3, 32, 32), layers)
+    return [feats[l].shape[1] for l in layers]
+
+
+def feature_metric(net: Backbone, layers: tuple[str, ...], normalize: bool, reduction: str) -> nn.Module:
+    """A :class:`~perceptlab.losses.FeatureLoss` on ``layers``.
+
+    Without normalisation, every layer has weight 1 (the mean squared feature difference of
+    each layer, summed).  With channel normalisation, layer i gets weight C_i, which turns
+    each layer's mean over (C, H, W) into LPIPS's sum over channels and mean over positions:
+    the distance then equals LPIPS with uniform linear weights (Zhang et al. 2018).
+    """
+    weights = channel_counts(net, layers) if normalize else None
+    loss = FeatureLoss(net, layers, layer_weights=weights, normalize_channels=normalize, reduction=reduction)
+    if normalize:
+        loss.label = loss.label.split("; weights")[0] + "; channel-normalised, layers weighted by channel count " \
+                                                         "(LPIPS without linear weights)"
+    return loss
+
+
+def _exemplar(reduction: str, normalize: bool) -> nn.Module:
+    from perceptlab.config import default_device, preset
+    from perceptlab.models.exemplar import (  # trains once, then loads from the cache
+        ExemplarConfig,
+        exemplar_cnn,
+    )
+
+    # quick: bundled images, about a minute on a CPU; full: the paper's STL-10 set-up (trained on the GPU)
+    net = exemplar_cnn(ExemplarConfig.for_preset(preset()), device=default_device())
+    return feature_metric(net, EXEMPLAR_LAYERS, normalize, reduction)
+
+
+def _vgg(weights: str, zero_mean: bool = False, normalize: bool = False):
+    def build(reduction: str) -> nn.Module:
+        net = backbone("vgg16", weights, seed=0, zero_mean_first=zero_mean)
+        return feature_metric(net, VGG_LAYERS, normalize, reduction)
+    return build
+
+
+REGISTRY: dict[str, Entry] = {
+    "l2": Entry("mean squared error of pixels",
+                lambda r: _labelled(MSELoss(r), "L2 (pixels)")),
+    "l1": Entry("mean absolute error of pixels",
+                lambda r: _labelled(L1Loss(r), "L1 (pixels)")),
+    "ssim": Entry("1 - SSIM (Gaussian window, sigma 1.5)",
+                  lambda r: _labelled(SSIMLoss(reduction=r), "1 - SSIM")),
+    "vgg-random": Entry("VGG16, seeded random weights, LPIPS layers",
+                        _vgg("random")),
+    "vgg-random-norm": Entry("VGG16, random weights, channel-normalised",
+                             _vgg("random", normalize=True)),
+    "vgg-random-zm-norm": Entry("VGG16, random weights with zero-mean first-layer filters, channel-normalised "
+                                "(Amir & Weiss 2021)", _vgg("random", zero_mean=True, normalize=True)),
+    "exemplar": Entry("Exemplar-CNN trained here without labels",
+                      lambda r: _exemplar(r, normalize=False)),
+    "exemplar-norm": Entry("Exemplar-CNN trained here without labels, channel-normalised",
+                           lambda r: _exemplar(r, normalize=True)),
+    "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
+    "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
+                               _vgg("imagenet", normalize=True), offline=False),
+    "lpips-alex": Entry("LPIPS, AlexNet trunk (ImageNet) with the official v0.1 linear weights",
+                        lambda r: LPIPS("alex", "imagenet", reduction=r), offline=False),
+    "lpips-vgg": Entry("LPIPS, VGG16 trunk (ImageNet) with the official v0.1 linear weights",
+                       lambda r: LPIPS("vgg", "imagenet", reduction=r), offline=False),
+}
+
+
+def register(name: str, entry: Entry, replace: bool = False) -> None:
+    """Add a distance to :data:`REGISTRY` (each chapter registers its new metrics here)."""
+    if name in REGISTRY and not replace:
+        raise ValueError(f"a metric named {name!r} is registered already; pass replace=True to replace it")
+    REGISTRY[name] = entry
+
+
+def make(name: str, reduction: str = "none") -> nn.Module:
+    """Build the distance ``name`` (a key of :data:`REGISTRY`); ``reduction`` "none" gives (N,) distances."""
+    if name not in REGISTRY:
+        raise ValueError(f"name must be one of {sorted(REGISTRY)}, got {name!r}")
+    return REGISTRY[name].build(reduction)
+
+
+def resolve(loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+            reduction: str = "mean") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A callable distance: ``loss`` itself if it is callable, else :func:`make` (``loss``, ``reduction``)."""
+    return loss if callable(loss) else make(loss, reduction)

@@ -1,0 +1,222 @@
+"""2AFC scoring: the score of Zhang et al. (2018) with ties, percentile-bootstrap intervals, per-kind
+agreement tables, and the calibration of Czolbe et al. (2020) (eqs. 11-12).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perceptlab.config import progress
+from perceptlab.data.triplets import Triplets
+from perceptlab.validate import check_positive_int
+
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N,C,H,W) x 2 -> (N,)
+
+
+def choice(d0: torch.Tensor, d1: torch.Tensor, tie_rtol: float = 0.0) -> torch.Tensor:
+    """The metric's choice p_hat: 1 where d1 < d0 (p1 closer), 0 where d0 < d1, 1/2 on a tie.
+
+    Distances within ``tie_rtol * max(|d0|, |d1|)`` of each other count as a tie.
+    """
+    d0, d1 = torch.as_tensor(d0, dtype=torch.float64), torch.as_tensor(d1, dtype=torch.float64)
+    if d0.shape != d1.shape:
+        raise ValueError(f"d0 and d1 must have the same shape, got {tuple(d0.shape)} and {tuple(d1.shape)}")
+    if torch.isnan(d0).any() or torch.isnan(d1).any():
+        raise ValueError("d0 and d1 must not contain NaN")
+    tie = (d0 - d1).abs() <= tie_rtol * torch.maximum(d0.abs(), d1.abs())
+    return torch.where(tie, 0.5, (d1 < d0).double())
+
+
+def score(d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor, reduction: str = "mean",
+          tie_rtol: float = 0.0) -> torch.Tensor:
+    """2AFC score (Zhang et al. 2018): mean of p * p_hat + (1 - p) * (1 - p_hat), ties count 1/2.
+
+    Args:
+        d0, d1: (N,) distances of p0 and p1 to the reference.
+        judge: (N,) fraction p in [0, 1] of judgements that chose p1.
+        reduction: "mean" (a float64 scalar) or "none" (per-triplet scores, (N,)).
+        tie_rtol: relative tolerance below which two distances count as a tie.
+    """
+    p = torch.as_tensor(judge, dtype=torch.float64)
+    p_hat = choice(d0, d1, tie_rtol)
+    if p.shape != p_hat.shape or not bool(((p >= 0) & (p <= 1)).all()):
+        raise ValueError(f"judge must be a {tuple(p_hat.shape)} tensor of fractions in [0, 1]")
+    per = p * p_hat + (1 - p) * (1 - p_hat)
+    if reduction == "none":
+        return per
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return per.mean()
+
+
+def bootstrap_ci(values: torch.Tensor | np.ndarray, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``values`` (Efron & Tibshirani 1993).
+
+    Resamples the N values with replacement ``n_boot`` times and returns the
+    ((1 - level) / 2, (1 + level) / 2) quantiles of the resampled means.
+    """
+    v = np.asarray(torch.as_tensor(values, dtype=torch.float64))
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values must be a non-empty 1-D array, got shape {v.shape}")
+    check_positive_int(n_boot, "n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+@torch.no_grad()
+def component_distances(metric: Distance, triplets: Triplets, batch_size: int = 32,
+                        device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-component distances (c0, c1), each (N, K), on the CPU in float64.
+
+    For a metric with a ``layer_distances(x, y) -> (N, K)`` method (e.g.
+    :class:`perceptlab.losses.FeatureLoss`: one column per layer, before the layer
+    weights) these are its components; for any other metric K = 1 and the column is
+    ``metric(x, y)``, which must return one distance per image (``reduction="none"``).
+    """
+    check_positive_int(batch_size, "batch_size")
+    by_layer = getattr(metric, "layer_distances", None)
+    c0, c1 = [], []
+    for i in progress(range(0, len(triplets), batch_size), desc="2AFC"):
+        ref = triplets.ref[i: i + batch_size].to(device)
+        for p, out in ((triplets.p0, c0), (triplets.p1, c1)):
+            x = p[i: i + batch_size].to(device)
+            c = by_layer(x, ref) if by_layer is not None else metric(x, ref)
+            expected = (len(x), c.shape[-1]) if by_layer is not None else (len(x),)
+            if tuple(c.shape) != expected:
+                raise ValueError(f"metric must return one distance per image, shape {expected}, got {tuple(c.shape)}")
+            out.append((c if by_layer is not None else c[:, None]).detach().double().cpu())
+    return torch.cat(c0), torch.cat(c1)
+
+
+def combine(metric: Distance, components: torch.Tensor) -> torch.Tensor:
+    """The metric's distance from its :func:`component_distances`: the layer-weighted sum (weights 1 if none)."""
+    weights = getattr(metric, "layer_weights", None)
+    if weights is None or components.shape[1] == 1:
+        return components.sum(1)
+    return components @ torch.tensor(list(weights.values()), dtype=components.dtype)
+
+
+def distances(metric: Distance, triplets: Triplets, batch_size: int = 32,
+              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(d0, d1) = (metric(p0, ref), metric(p1, ref)) for every triplet, each (N,), float64 on the CPU."""
+    c0, c1 = component_distances(metric, triplets, batch_size, device)
+    return combine(metric, c0), combine(metric, c1)
+
+
+def agreement_row(name: str, d0: torch.Tensor, d1: torch.Tensor, triplets: Triplets, n_boot: int = 2000,
+                  level: float = 0.95, tie_rtol: float | None = None, seed: int = 0) -> dict:
+    """2AFC score of given distances with a bootstrap interval, overall and per kind.
+
+    Returns ``{"metric", "score", "low", "high", "n", "by_kind": {kind: score}, "d0", "d1"}``;
+    ``tie_rtol`` defaults to the triplet set's own (``triplets.tie_rtol``).
+    """
+    tie_rtol = triplets.tie_rtol if tie_rtol is None else tie_rtol
+    per = score(d0, d1, triplets.judge, reduction="none", tie_rtol=tie_rtol)
+    lo, hi = bootstrap_ci(per, n_boot, level, seed)
+    kind = np.array(triplets.kind)
+    by_kind = {k: float(per[torch.from_numpy(kind == k)].mean()) for k in triplets.kinds()}
+    return {"metric": name, "score": float(per.mean()), "low": lo, "high": hi, "n": len(per),
+            "by_kind": by_kind, "d0": d0, "d1": d1}
+
+
+def agreement(metrics: dict[str, Distance], triplets: Triplets, n_boot: int = 2000, level: float = 0.95,
+              batch_size: int = 32, device: str | torch.device = "cpu", tie_rtol: float | None = None,
+              seed: int = 0) -> list[dict]:
+    """One :func:`agreement_row` per metric, on ``triplets``."""
+    return [agreement_row(name, *distances(metric, triplets, batch_size, device), triplets, n_boot, level,
+                          tie_rtol, seed)
+            for name, metric in metrics.items()]
+
+
+def _logit(d0: torch.Tensor, d1: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """gamma * (d0 - d1) / (abs(d0) + abs(d1)), and 0 where both distances are 0."""
+    denom = d0.abs() + d1.abs()
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    return torch.where(denom > 0, gamma * (d0 - d1) / safe, torch.zeros_like(denom))
+
+
+def ranking_probability(d0: torch.Tensor, d1: torch.Tensor, gamma: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Czolbe et al. (2020), eq. (11): the predicted probability that p1 is judged closer,
+
+        G(d0, d1) = sigmoid(gamma * (d0 - d1) / (abs(d0) + abs(d1))),   and 1/2 if d0 = d1 = 0.
+
+    The paper writes the difference as (d1 - d0) for the probability of the *first*
+    distortion; BAPPS's judge p is the fraction choosing the second (p1), so the sign
+    here makes G comparable with p.  G is invariant to scaling both distances.
+    """
+    gamma = torch.as_tensor(gamma, dtype=d0.dtype, device=d0.device)
+    return torch.sigmoid(_logit(d0, d1, gamma))
+
+
+def calibration_loss(d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor,
+                     gamma: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Czolbe et al. (2020), eq. (12) as a loss: the binary cross-entropy between p and G,
+
+        -[p log G(d0, d1) + (1 - p) log(1 - G(d0, d1))],  averaged over triplets.
+    """
+    gamma = torch.as_tensor(gamma, dtype=d0.dtype, device=d0.device)
+    return F.binary_cross_entropy_with_logits(_logit(d0, d1, gamma), judge.to(d0.dtype))
+
+
+@dataclass
+class Calibration:
+    """A fitted combination d = sum_k w_k d_k (w_k >= 0) of component distances, with eq. (11)'s gamma."""
+
+    weights: torch.Tensor
+    gamma: float
+    history: list[float] = field(default_factory=list)
+
+    def distance(self, components: torch.Tensor) -> torch.Tensor:
+        """(N, K) component distances -> (N,) calibrated distances."""
+        return components.double() @ self.weights.double()
+
+    def probability(self, c0: torch.Tensor, c1: torch.Tensor) -> torch.Tensor:
+        return ranking_probability(self.distance(c0), self.distance(c1), self.gamma)
+
+
+def calibrate(c0: torch.Tensor, c1: torch.Tensor, judge: torch.Tensor, steps: int = 500, lr: float = 0.05,
+              init: torch.Tensor | None = None) -> Calibration:
+    """Fit non-negative weights w and gamma > 0 by minimising :func:`calibration_loss` (eqs. 11-12).
+
+    Args:
+        c0, c1: (N, K) component distances of p0 and p1 (e.g. one column per network layer,
+            as LPIPS weights its layers; K = 1 fits gamma alone, for any fixed metric).
+        judge: (N,) fraction choosing p1.
+        steps, lr: full-batch Adam on w = softplus(u) and gamma = softplus(g).
+        init: (K,) initial weights (default all 1).
+    Returns:
+        :class:`Calibration` with the weights scaled to sum to 1 (eq. 11 is scale-invariant).
+    """
+    c0, c1 = torch.as_tensor(c0, dtype=torch.float64), torch.as_tensor(c1, dtype=torch.float64)
+    if c0.ndim == 1:
+        c0, c1 = c0[:, None], c1[:, None]
+    if c0.shape != c1.shape or c0.ndim != 2:
+        raise ValueError(f"c0 and c1 must be (N, K) with the same shape, got {tuple(c0.shape)} and {tuple(c1.shape)}")
+    judge = torch.as_tensor(judge, dtype=torch.float64)
+    if judge.shape != c0.shape[:1]:
+        raise ValueError(f"judge must have shape ({c0.shape[0]},), got {tuple(judge.shape)}")
+    check_positive_int(steps, "steps")
+    inv_softplus = lambda v: v + torch.log(-torch.expm1(-v))  # noqa: E731
+    w0 = torch.ones(c0.shape[1], dtype=torch.float64) if init is None else torch.as_tensor(init, dtype=torch.float64)
+    u = inv_softplus(w0.clamp_min(1e-6)).requires_grad_(True)
+    g = inv_softplus(torch.tensor(1.0, dtype=torch.float64)).requires_grad_(True)
+    opt = torch.optim.Adam([u, g], lr=lr)
+    history = []
+    for _ in range(steps):
+        opt.zero_grad()
+        w, gamma = F.softplus(u), F.softplus(g)
+        loss = calibration_loss(c0 @ w, c1 @ w, judge, gamma)
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    w = F.softplus(u).detach()
+    return Calibration(w / w.sum(), float(F.softplus(g.detach())), history)

@@ -1,0 +1,203 @@
+"""Backbones by name with an explicit weights policy, and named intermediate features.
+
+Weights policy (never a silent fallback):
+
+- ``"imagenet"``: torchvision's weights API.  Uses the file in torch's hub cache if
+  it is there, otherwise downloads it; offline, raises :class:`WeightsUnavailableError`
+  within seconds, naming the URL and the exact path to put the file.
+- ``"random"``: seeded initialisation (torchvision's own init scheme), optionally
+  with zero-mean first-layer filters as Amir & Weiss (2021) use for random VGGs.
+- a path to a ``.pth`` state dict of the torchvision model (or of its ``features``).
+
+Layer names follow the papers: ``conv3_2``/``relu3_2``/``pool3`` for VGG,
+``conv2``/``relu2``/``pool2`` for AlexNet, ``relu1``/``fire3``/``pool5`` for SqueezeNet 1.1.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from perceptlab.models.weights import (
+    WeightsUnavailableError,
+    imagenet_weights,
+    load_imagenet_state,
+)
+from perceptlab.validate import check_image
+
+BACKBONES = ("vgg16", "alexnet", "squeezenet1_1")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+
+
+def _sequential_names(features: nn.Sequential, blocks: bool) -> list[str]:
+    """Layer names of a conv/ReLU/pool stack.
+
+    ``blocks=True`` (VGG): ``conv{b}_{k}``, ``relu{b}_{k}``, ``pool{b}``, the block
+    ``b`` advancing after each pool; ``blocks=False`` (AlexNet): ``conv{k}``, ``relu{k}``, ``pool{k}``.
+    """
+    names, block, k = [], 1, 0
+    for m in features:
+        k += isinstance(m, nn.Conv2d)
+        tag = f"{block}_{k}" if blocks else str(k)
+        if isinstance(m, (nn.Conv2d, nn.ReLU)):
+            names.append(("conv" if isinstance(m, nn.Conv2d) else "relu") + tag)
+        else:
+            names.append(f"pool{block if blocks else k}")
+            if blocks:
+                block, k = block + 1, 0
+    return names
+
+
+_SQUEEZE_NAMES = ["conv1", "relu1", "pool1", "fire2", "fire3", "pool3", "fire4", "fire5", "pool5",
+                  "fire6", "fire7", "fire8", "fire9"]
+
+
+def layer_names(name: str) -> list[str]:
+    """All feature-layer names of a backbone, in forward order."""
+    return list(_build(name).layer_names)
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    import torchvision
+
+    if name not in BACKBONES:
+        raise ValueError(f"name must be one of {BACKBONES}, got {name!r}")
+    return getattr(torchvision.models, name)(weights=None)
+
+
+class Backbone(nn.Module):
+    """The convolutional part of a classification network, with named layers.
+
+    ``forward(x, layers)`` takes images (N, 3, H, W) in [0, 1], applies ImageNet
+    mean/std normalisation (``normalize=True``) and returns ``{name: activation}``
+    for the requested layers, running the network only as deep as needed.
+    ``weights_label`` says which weights are loaded, for output and figure titles.
+    """
+
+    def __init__(self, name: str, features: nn.Sequential, names: list[str], weights_label: str, normalize: bool = True):
+        super().__init__()
+        self.name = name
+        self.features = features
+        self.layer_names = names
+        self.weights_label = weights_label
+        self.normalize = normalize
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        check_image(x, "x", channels=(3,))
+        layers = list(self.layer_names if layers is None else layers)
+        if not layers:
+            raise ValueError("layers must name at least one layer")
+        unknown = [l for l in layers if l not in self.layer_names]
+        if unknown:
+            raise ValueError(f"layers must be names of {self.name} layers {self.layer_names}, got unknown {unknown}")
+        return self.run((x - self.mean) / self.std if self.normalize else x, layers)
+
+    def run(self, h: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The activations at ``layers`` for an input already scaled as the network expects.
+
+        No checks and no normalisation: :meth:`forward` validates [0, 1] images and calls this;
+        metrics that scale inputs their own way (LPIPS) call it directly.
+        """
+        last = max(self.layer_names.index(l) for l in layers)
+        out: dict[str, torch.Tensor] = {}
+        for name, module in zip(self.layer_names[:last + 1], self.features):
+            h = module(h)
+            if name in layers:
+                out[name] = h
+        return out
+
+    def __repr__(self) -> str:
+        return f"Backbone({self.name}, weights={self.weights_label})"
+
+
+def _build(name: str) -> Backbone:
+    model = _torchvision_model(name)
+    features = model.features
+    for m in features.modules():  # keep pre-activation outputs intact
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    if name == "squeezenet1_1":
+        names = list(_SQUEEZE_NAMES)
+    else:
+        names = _sequential_names(features, blocks=name == "vgg16")
+    return Backbone(name, features, names, weights_label="untrained")
+
+
+def zero_mean_first_layer_(backbone: Backbone) -> None:
+    """Subtract each first-layer filter's mean over its (C, k, k) support (Amir & Weiss 2021, Sec. 1.2)."""
+    conv = next(m for m in backbone.features if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        conv.weight -= conv.weight.mean(dim=(1, 2, 3), keepdim=True)
+
+
+
+
+
+
+
+
+def backbone(name: str, weights: str | Path = "random", *, seed: int = 0, zero_mean_first: bool = False,
+             normalize: bool = True, timeout: float = 10.0) -> Backbone:
+    """Build a backbone by name with an explicit weights policy (see the module docstring).
+
+    Args:
+        name: "vgg16", "alexnet" or "squeezenet1_1".
+        weights: "imagenet", "random", or a path to a state dict file.
+        seed: seed of the random initialisation (ignored for other weights).
+        zero_mean_first: make first-layer filters zero-mean (any weights).
+        normalize: apply ImageNet mean/std normalisation to [0, 1] inputs.
+    Returns:
+        A :class:`Backbone` in eval mode with gradients of its parameters disabled.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"name must be one of {BACKBONES}, got {name!r}")
+    with torch.random.fork_rng(devices=[]):  # building never disturbs the caller's RNG
+        torch.manual_seed(seed)
+        net = _build(name)
+    if weights == "random":
+        label = f"random (seed {seed})"
+    elif weights == "imagenet":
+        state = load_imagenet_state(name, timeout)
+        net.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+        label = f"imagenet ({imagenet_weights(name)})"
+    else:
+        path = Path(weights)
+        if not path.exists():
+            raise WeightsUnavailableError(f"weights file {path} does not exist; weights must be 'imagenet', 'random' or a path")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if any(k.startswith("features.") for k in state):
+            state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        net.features.load_state_dict(state)
+        label = f"file {path.name}"
+    if zero_mean_first:
+        zero_mean_first_layer_(net)
+        label += ", zero-mean first layer"
+    net.weights_label = label
+    net.normalize = normalize
+    net.eval()
+    net.requires_grad_(False)
+    return net
+
+
+class FeatureExtractor(nn.Module):
+    """Named intermediate activations of a backbone: ``forward(x) -> {layer: (N, C_l, H_l, W_l)}``."""
+
+    def __init__(self, net: Backbone, layers: Sequence[str]):
+        super().__init__()
+        if not layers:
+            raise ValueError("layers must name at least one layer")
+        unknown = [l for l in layers if l not in net.layer_names]
+        if unknown:
+            raise ValueError(f"layers must be names of {net.name} layers {net.layer_names}, got unknown {unknown}")
+        self.net = net
+        self.layers = list(layers)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(x, self.layers)

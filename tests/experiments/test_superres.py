@@ -1,0 +1,71 @@
+
+import numpy as np
+import pytest
+import torch
+
+from perceptlab import imaging
+from perceptlab import models
+from perceptlab.experiments import superres
+
+TINY = dict(image_size=96, patch=16, n_train=128, n_test=8, width=8, depth=3, steps=12, batch=4, ckpt_every=4)
+
+
+def test_downsample_is_block_average_and_checks_size():
+    x = torch.rand(2, 3, 8, 12)
+    lr = imaging.downsample(x, 4)
+    assert lr.shape == (2, 3, 2, 3)
+    assert torch.allclose(lr[0, 1, 1, 2], x[0, 1, 4:8, 8:12].mean())
+    with pytest.raises(ValueError, match="multiples of scale"):
+        imaging.downsample(torch.rand(1, 3, 10, 12), 4)
+
+
+def test_bicubic_upsampling_keeps_constants():
+    lr = torch.full((1, 3, 4, 4), 0.3)
+    assert torch.allclose(imaging.upsample_bicubic(lr, 4), torch.full((1, 3, 16, 16), 0.3), atol=1e-6)
+
+
+def test_srnet_output_shape():
+    net = models.SRNet(channels=3, width=8, depth=3, scale=4)
+    assert net(torch.rand(2, 3, 5, 6)).shape == (2, 3, 20, 24)
+
+
+def test_quick_preset_trains_and_reports_metrics():
+    result = superres.run_superres(superres.SRConfig.for_preset("quick", **TINY))
+    m = result["metrics"]
+    assert set(m) >= {"psnr_bicubic", "psnr_network", "sharpness_bicubic", "sharpness_network"}
+    assert all(np.isfinite(v) for v in m.values())
+    assert result["images"]["output"].shape == (8, 3, 16, 16)
+    assert len(result["history"].records) == TINY["steps"]
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    config = superres.SRConfig.for_preset("quick", **TINY)
+    whole = superres.run_superres(config)
+    superres.run_superres(config, out_dir=tmp_path, stop_after=6)  # "the session dies" after step 6
+    resumed = superres.run_superres(config, out_dir=tmp_path)
+    for a, b in zip(whole["model"].state_dict().values(), resumed["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    assert whole["history"].records == resumed["history"].records
+    assert whole["metrics"] == resumed["metrics"]
+
+
+def test_full_preset_code_path_runs_on_an_stl10_stand_in(tmp_path, stl10_stand_in):
+    stl10_stand_in()
+    config = superres.SRConfig.for_preset("full", n_train=6, n_test=4, width=4, depth=3, steps=2, batch=2)
+    assert config.data == "stl10" and config.patch == 96
+    result = superres.run_superres(config, out_dir=tmp_path / "run")
+    assert result["images"]["hr"].shape == (4, 3, 96, 96)
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_full_preset_without_data_fails_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    from perceptlab.data.datasets import DataUnavailableError
+
+    with pytest.raises(DataUnavailableError, match="by hand"):
+        superres.make_patches(superres.SRConfig.for_preset("full", n_train=2))
+
+
+def test_unknown_data_source_raises():
+    with pytest.raises(ValueError, match="config.data"):
+        superres.make_patches(superres.SRConfig(data="imagenet"))
