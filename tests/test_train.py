@@ -228,3 +228,95 @@ def test_steps_validation_and_zero_steps(tmp_path):
         run.fit(steps=-1)
     assert run.fit(steps=0, out_dir=tmp_path).records == []
     assert run.steps_run == []
+
+
+# --------------------------------------------------------------------------- the cache of trained networks
+
+
+class _Evil:
+    """Pickling this runs ``touch <marker>`` when it is unpickled with weights_only=False."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _trainer(calls: list):
+    def train(out_dir):
+        calls.append(out_dir)
+        torch.manual_seed(len(calls))
+        return torch.nn.Linear(3, 2), {"accuracy": 0.5, "history": [{"step": 1, "loss": 1.0}]}
+    return train
+
+
+def test_train_once_caches_weights_and_json_meta_and_reloads_without_training(tmp_path):
+    calls = []
+    model, meta = train.train_once(tmp_path / "c", lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 1})
+    assert (tmp_path / "c" / "model.pt").exists() and (tmp_path / "c" / "meta.json").exists()
+    again, meta2 = train.train_once(tmp_path / "c", lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 1})
+    assert len(calls) == 1 and meta2 == meta == {"accuracy": 0.5, "history": [{"step": 1, "loss": 1.0}]}
+    assert torch.equal(again.weight, model.weight)
+    assert set(torch.load(tmp_path / "c" / "model.pt", weights_only=True)) == {"weight", "bias"}  # a state dict only
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda f: f.write_bytes(f.read_bytes()[:100] + bytes(b ^ 0xFF for b in f.read_bytes()[100:200])
+                             + f.read_bytes()[200:]), "SHA-256 does not match"),
+    (lambda f: f.write_bytes(b""), "SHA-256 does not match"),
+    (lambda f: f.with_name("meta.json").unlink(), "cannot be used"),
+])
+def test_a_damaged_cache_entry_is_reported_and_rebuilt_never_used(tmp_path, damage, reason):
+    calls = []
+    folder = tmp_path / "c"
+    train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 1})
+    damage(folder / "model.pt")
+    with pytest.warns(UserWarning, match=f"cached network .*model.pt is not used: .*{reason}"):
+        model, _ = train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 1})
+    assert len(calls) == 2  # trained again ...
+    reloaded, _ = train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 1})
+    assert len(calls) == 2 and torch.equal(reloaded.weight, model.weight)  # ... and the rewritten entry is good
+
+
+def test_a_cache_entry_of_another_config_or_architecture_is_not_used(tmp_path):
+    calls = []
+    folder = tmp_path / "c"
+    train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 1})
+    with pytest.warns(UserWarning, match="another config"):
+        train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config={"a": 2})
+    with pytest.warns(UserWarning, match="cannot be used .*RuntimeError"):
+        train.train_once(folder, lambda: torch.nn.Linear(4, 2), _trainer(calls), config={"a": 2})
+    assert len(calls) == 3
+
+
+def test_a_pickle_payload_in_the_cache_or_a_checkpoint_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "c"
+    calls = []
+    train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config=None)
+    torch.save({"weight": _Evil(marker)}, folder / "model.pt")
+    import json
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["sha256"] = train._sha256(folder / "model.pt")  # an attacker can rewrite the checksum too
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="cannot be used"):
+        train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config=None)
+    assert not marker.exists() and len(calls) == 2
+    bad = tmp_path / CHECKPOINT
+    torch.save({"step": _Evil(marker)}, bad)
+    with pytest.raises(ValueError, match=f"{bad} cannot be read as a training checkpoint.*Delete it"):
+        train.load_checkpoint(bad, {}, torch.Generator())
+    assert not marker.exists()
+
+
+def test_an_unreadable_checkpoint_in_the_cache_restarts_training_with_a_warning(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / CHECKPOINT).write_bytes(b"left over by an older version")
+    calls = []
+    with pytest.warns(UserWarning, match="cannot be read as a training checkpoint.*starts from the beginning"):
+        train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config=None)
+    assert len(calls) == 1 and not (folder / CHECKPOINT).exists()

@@ -48,7 +48,11 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    """The global RNG states, as tensors, ints and tuples only (so that ``weights_only=True`` loads them)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                      int(has_gauss), float(cached)),
+             "random": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -56,7 +60,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["random"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -77,9 +82,25 @@ def save_checkpoint(path: Path, state: Mapping[str, Any], step: int, generator: 
     os.replace(tmp, path)
 
 
+def load_state_file(path: Path, what: str, fix: str) -> dict:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never pickled code.
+
+    A damaged file (empty, truncated, random bytes), one with pickled objects, or one that holds
+    anything but a dict raises a ValueError naming the file, ``what`` it should hold and ``fix``.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # RuntimeError (PytorchStreamReader), EOFError, UnpicklingError, ...
+        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise ValueError(f"{path} cannot be read as {what} ({type(exc).__name__}: {reason}). {fix}") from exc
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} does not hold {what} (a dict) but a {type(payload).__name__}. {fix}")
+    return payload
+
+
 def load_checkpoint(path: Path, state: Mapping[str, Any], generator: torch.Generator) -> tuple[int, History]:
     """Restore ``state`` objects, the generator and global RNGs from ``path``; return (step, history)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_state_file(path, "a training checkpoint", "Delete it to start the run from the beginning.")
     missing = set(state) - set(payload["state"])
     if missing:
         raise ValueError(f"checkpoint {path} lacks state for {sorted(missing)}; was it written by another experiment?")
@@ -179,27 +200,88 @@ def config_key(config: Any, version: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_cached_model(folder: Path, build: Callable[[], torch.nn.Module], config: dict | None = None
+                      ) -> tuple[torch.nn.Module, dict] | None:
+    """The cached network in ``folder`` (``model.pt`` + ``meta.json``), or None if there is none or it is bad.
+
+    ``meta.json`` records the SHA-256 of ``model.pt`` and the config it was trained with; the
+    weights are loaded with ``weights_only=True`` into ``build()``.  A missing or unreadable
+    ``meta.json``, a checksum that does not match (a damaged or replaced file), another config,
+    an unreadable ``model.pt`` or weights that do not fit the architecture are reported with a
+    warning naming the file, and the entry is not used (the caller retrains and rewrites it).
+    """
+    import json
+    import warnings
+
+    final, meta_path = folder / "model.pt", folder / "meta.json"
+    if not final.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        problem = None
+        if meta.get("sha256") != _sha256(final):
+            problem = f"its SHA-256 does not match the one recorded in {meta_path} (damaged or replaced)"
+        elif config is not None and meta.get("config") != json.loads(json.dumps(config)):
+            problem = f"it was trained with another config than {config}"
+        else:
+            model = build()
+            model.load_state_dict(load_state_file(final, "a state dict of cached weights", ""))
+            return model, meta["meta"]
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # missing/bad JSON, bad file, wrong architecture
+        problem = f"it cannot be used ({type(exc).__name__}: {str(exc)[:200]})"
+    warnings.warn(f"the cached network {final} is not used: {problem}. It is trained again and the cache "
+                  f"entry rewritten.", stacklevel=3)
+    return None
+
+
 def train_once(folder: Path, build: Callable[[], torch.nn.Module],
                train: Callable[[Path | None], tuple[torch.nn.Module, dict]],
-               cache: bool = True, retrain: bool = False) -> tuple[torch.nn.Module, dict]:
+               cache: bool = True, retrain: bool = False, config: dict | None = None) -> tuple[torch.nn.Module, dict]:
     """A network the library trains for others to use, trained once and cached: returns (model, meta).
 
-    With ``cache`` and ``folder/model.pt`` present (and not ``retrain``), loads it into ``build()``.
-    Otherwise calls ``train(out_dir)``, with ``out_dir = folder`` so an interrupted run resumes
-    from ``folder/checkpoint.pt`` (``retrain`` deletes that first), and writes ``model.pt`` atomically.
+    With ``cache`` and a good cache entry in ``folder`` (and not ``retrain``), loads it into
+    ``build()`` (:func:`load_cached_model`: checksum, config and architecture are checked; a bad
+    entry is reported and rebuilt, never used).  Otherwise calls ``train(out_dir)``, with
+    ``out_dir = folder`` so an interrupted run resumes from ``folder/checkpoint.pt`` (``retrain``
+    deletes that first), and writes ``model.pt`` (the state dict only) and ``meta.json`` (its
+    SHA-256, ``config`` and the JSON-able ``meta``) atomically.
     """
-    final = folder / "model.pt"
-    if cache and final.exists() and not retrain:
-        payload = torch.load(final, map_location="cpu", weights_only=False)
-        model = build()
-        model.load_state_dict(payload["state"])
-        return model, payload["meta"]
-    if retrain and (folder / CHECKPOINT).exists():
-        (folder / CHECKPOINT).unlink()
+    import json
+
+    if cache and not retrain:
+        cached = load_cached_model(folder, build, config)
+        if cached is not None:
+            return cached
+    checkpoint = folder / CHECKPOINT
+    if checkpoint.exists() and cache and not retrain:
+        try:  # an interrupted training resumes from the cache's own checkpoint, if it can be read
+            load_state_file(checkpoint, "a training checkpoint", "")
+        except ValueError as exc:
+            import warnings
+
+            warnings.warn(f"{exc} The cache's checkpoint is not used: training starts from the beginning.",
+                          stacklevel=2)
+            retrain = True
+    if retrain and checkpoint.exists():
+        checkpoint.unlink()  # the library's own file in its cache folder
     model, meta = train(folder if cache else None)
+    meta = json.loads(json.dumps(meta))  # plain JSON types, the same whether trained now or loaded later
     if cache:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_suffix(".tmp")
-        torch.save({"state": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}, tmp)
+        final, tmp = folder / "model.pt", folder / "model.tmp"
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        record = {"sha256": _sha256(tmp), "config": json.loads(json.dumps(config)), "meta": meta}
+        (folder / "meta.tmp").write_text(json.dumps(record))
         os.replace(tmp, final)
+        os.replace(folder / "meta.tmp", folder / "meta.json")
     return model, meta

@@ -579,3 +579,40 @@ def test_extract_archive_unknown_format_raises(tmp_path):
 
 def test_data_unavailable_error_is_a_file_not_found_error():
     assert issubclass(DataUnavailableError, FileNotFoundError)
+
+
+def test_a_hand_placed_file_that_does_not_match_is_kept_and_a_fresh_copy_used(tmp_path):
+    src = tmp_path / "blob.gz"
+    md5 = _gz_file(src, b"the real payload")
+    folder = tmp_path / "dest"
+    folder.mkdir()
+    (folder / "blob.gz").write_bytes(b"the user's own, different file")
+    target = data.download(Resource(src.as_uri(), "blob.gz", md5, extract=True), folder)
+    assert (folder / "blob.gz").read_bytes() == b"the user's own, different file"  # kept, untouched
+    assert target == folder / ".download" / "blob.gz" and data.md5sum(target) == md5
+    assert (folder / "blob").read_bytes() == b"the real payload"  # extracted from the fresh copy
+
+
+def test_a_hand_placed_file_that_does_not_match_is_kept_when_no_fresh_copy_can_be_fetched(tmp_path):
+    folder = tmp_path / "dest"
+    folder.mkdir()
+    (folder / "blob.gz").write_bytes(b"not it")
+    found = data.md5sum(folder / "blob.gz")
+    missing_url = (tmp_path / "does-not-exist.gz").as_uri()
+    with pytest.raises(DataUnavailableError, match=f"expected md5 {'1' * 32}, found {found}.*kept"):
+        data.download(Resource(missing_url, "blob.gz", "1" * 32, extract=True), folder)
+    assert (folder / "blob.gz").read_bytes() == b"not it"
+
+
+def test_load_dataset_never_deletes_a_mismatching_stl10_tarball(tmp_path, monkeypatch):
+    """The reported case: a hand-placed stl10_binary.tar.gz whose checksum does not match."""
+    spec = datasets.REGISTRY["stl10"]
+    unreachable = dataclasses.replace(spec.resources[0], url=(tmp_path / "offline.tar.gz").as_uri())
+    monkeypatch.setitem(datasets.REGISTRY, "stl10", dataclasses.replace(spec, resources=(unreachable,)))
+    root = tmp_path / "stl10"
+    root.mkdir()
+    tarball = root / "stl10_binary.tar.gz"
+    tarball.write_bytes(b"a partial copy")
+    with pytest.raises(DataUnavailableError, match=f"expected md5 {spec.resources[0].md5}, found .*it was kept"):
+        data.load_dataset("stl10", "train", root=root)
+    assert tarball.read_bytes() == b"a partial copy"

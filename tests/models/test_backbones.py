@@ -220,3 +220,44 @@ def test_gradients_flow_to_input(random_nets):
     x = torch.rand(1, 3, 32, 32, requires_grad=True)
     random_nets["alexnet"](x, ["relu2"])["relu2"].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- damaged weight files
+
+
+def _damaged_files(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save(backbone("vgg16", "random").features.state_dict(), good)
+    data = good.read_bytes()
+    files = {"empty": b"", "truncated": data[: len(data) // 3], "random bytes": bytes(range(256)) * 40}
+    out = {}
+    for name, content in files.items():
+        out[name] = tmp_path / f"{name.replace(' ', '_')}.pth"
+        out[name].write_bytes(content)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "random bytes"])
+def test_a_damaged_weights_file_gives_a_clear_error_naming_it(tmp_path, kind):
+    path = _damaged_files(tmp_path)[kind]
+    with pytest.raises(WeightsUnavailableError, match=f"{path} cannot be read as a vgg16 state dict.*Fix: pass the path"):
+        backbone("vgg16", path)
+
+
+def test_another_networks_weights_file_is_named_as_such(tmp_path):
+    path = tmp_path / "alexnet.pth"
+    torch.save(backbone("alexnet", "random").features.state_dict(), path)
+    with pytest.raises(ValueError, match=f"weights file {path} does not fit vgg16's convolutional layers"):
+        backbone("vgg16", path)
+
+
+def test_a_damaged_file_in_the_hub_cache_says_to_delete_it(tmp_path, monkeypatch):
+    from perceptlab.models import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    path = weights.imagenet_weights_path("vgg16")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(WeightsUnavailableError, match=f"{path} cannot be read as ImageNet weights.*Fix: delete {path} so that it is downloaded"):
+        backbone("vgg16", "imagenet")
+    assert path.exists()  # the library does not delete it either

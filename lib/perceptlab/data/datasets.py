@@ -71,33 +71,59 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download(resource: Resource, folder: Path, timeout: float = 15.0) -> Path:
-    """Download ``resource`` into ``folder``, verify its md5, extract archives. Returns the file path."""
-    target = folder / resource.filename
+def _fetch(url: str, target: Path, timeout: float) -> None:
+    """Download ``url`` to ``target`` through ``target.part`` (removed if the transfer fails)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        partial = target.with_suffix(target.suffix + ".part")
-        request = urllib.request.Request(resource.url, headers={"User-Agent": "perceptlab"})
+    partial = target.with_suffix(target.suffix + ".part")
+    request = urllib.request.Request(url, headers={"User-Agent": "perceptlab"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.rename(target)
+
+
+def download(resource: Resource, folder: Path, timeout: float = 15.0) -> Path:
+    """Fetch ``resource`` into ``folder``, verify its md5, extract archives. Returns the verified file's path.
+
+    A file that is already there (put by hand, or an earlier download) is used when its md5
+    matches.  When it does not, it is **kept**, never deleted or overwritten: a fresh copy is
+    downloaded beside it, into ``folder/.download/``, verified and used instead.  A fresh
+    download that fails its checksum is removed (it is the library's own file) and reported.
+    """
+    target = folder / resource.filename
+    if target.exists():
+        actual = md5sum(target) if resource.md5 is not None else None
+        if actual == resource.md5:
+            if resource.extract:
+                extract_archive(target, folder, resource.filename)
+            return target
+        kept = (f"{target} is there but does not match (expected md5 {resource.md5}, found {actual}); it was "
+                f"kept as it is")
+        target = folder / ".download" / resource.filename
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        partial.rename(target)
+            _fetch(resource.url, target, timeout)
+        except OSError as exc:
+            raise DataUnavailableError(f"{kept}, and a fresh copy could not be downloaded from {resource.url} "
+                                       f"({type(exc).__name__}: {exc}). Replace it by the file from that URL.") from exc
+    else:
+        _fetch(resource.url, target, timeout)
     if resource.md5 is not None:
         actual = md5sum(target)
         if actual != resource.md5:
             target.unlink()
-            raise DataUnavailableError(
-                f"checksum mismatch for {target.name}: expected md5 {resource.md5}, got {actual}; the file was removed"
-            )
+            raise DataUnavailableError(f"the download from {resource.url} does not match its checksum (expected md5 "
+                                       f"{resource.md5}, got {actual}); the downloaded file was removed")
     if resource.extract:
-        extract_archive(target, folder)
+        extract_archive(target, folder, resource.filename)
     return target
 
 
-def extract_archive(archive: Path, folder: Path) -> None:
+def extract_archive(archive: Path, folder: Path, filename: str | None = None) -> None:
+    """Extract ``archive`` into ``folder``; a single ``.gz`` file becomes ``folder/filename`` without ``.gz``
+    (``filename``: its path relative to ``folder``, default the archive's own name)."""
     name = archive.name
     if name.endswith((".tar.gz", ".tgz", ".tar")):
         with tarfile.open(archive) as tar:
@@ -106,7 +132,9 @@ def extract_archive(archive: Path, folder: Path) -> None:
         with zipfile.ZipFile(archive) as z:
             z.extractall(folder)
     elif name.endswith(".gz"):
-        with gzip.open(archive, "rb") as src, open(archive.with_suffix(""), "wb") as out:
+        out_path = (folder / (filename or archive.name)).with_suffix("")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(archive, "rb") as src, open(out_path, "wb") as out:
             shutil.copyfileobj(src, out)
     else:
         raise ValueError(f"don't know how to extract {archive}")

@@ -12,7 +12,7 @@ from torch import nn
 from perceptlab.losses._base import REDUCTIONS, _check_pair, _reduce
 from perceptlab.losses.features import _frozen, unit_normalize_channels
 from perceptlab.models.backbones import Backbone, backbone
-from perceptlab.models.weights import WeightsUnavailableError
+from perceptlab.models.weights import WeightsUnavailableError, read_state_dict
 from perceptlab.validate import check_image
 
 #: LPIPS trunk -> (backbone name, the layers lpips' pretrained_networks slices end at).
@@ -46,7 +46,8 @@ def lpips_weights_path(net: str, version: str = "v0.1") -> Path:
 
 def _load_lin_weights(path: Path, channels: Sequence[int]) -> list[torch.Tensor]:
     """The (1, C_l, 1, 1) weights ``lin{l}.model.{0|1}.weight`` of an lpips state dict file."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path, "an lpips linear-weights state dict (lin0.model.1.weight, ...)",
+                            "pass lin_weights='v0.1', None (uniform weights) or the path of a good file")
     out = []
     for l, c in enumerate(channels):
         keys = [k for k in (f"lin{l}.model.1.weight", f"lin{l}.model.0.weight") if k in state]

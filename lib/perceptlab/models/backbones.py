@@ -24,6 +24,7 @@ from perceptlab.models.weights import (
     WeightsUnavailableError,
     imagenet_weights,
     load_imagenet_state,
+    read_state_dict,
 )
 from perceptlab.validate import check_image
 
@@ -171,10 +172,15 @@ def backbone(name: str, weights: str | Path = "random", *, seed: int = 0, zero_m
         path = Path(weights)
         if not path.exists():
             raise WeightsUnavailableError(f"weights file {path} does not exist; weights must be 'imagenet', 'random' or a path")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path, f"a {name} state dict (torchvision's key names)",
+                                "pass the path of a good file, or weights='imagenet' or 'random'")
         if any(k.startswith("features.") for k in state):
             state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        net.features.load_state_dict(state)
+        try:
+            net.features.load_state_dict(state)
+        except RuntimeError as exc:  # missing or unexpected keys, wrong shapes: another network's weights
+            raise ValueError(f"weights file {path} does not fit {name}'s convolutional layers: "
+                             f"{str(exc).splitlines()[0]} ... (is it another network's file?)") from exc
         label = f"file {path.name}"
     if zero_mean_first:
         zero_mean_first_layer_(net)

@@ -203,7 +203,7 @@ def digits_classifier(config: DigitsClassifierConfig | None = None, cache: bool 
     model, meta = train_once(cache_path(config),
                              lambda: DigitsClassifier(config.size, config.widths, config.feature_dim),
                              lambda out_dir: train_digits_classifier(config, device, out_dir=out_dir),
-                             cache=cache, retrain=retrain)
+                             cache=cache, retrain=retrain, config=asdict(config))
     return DigitsFeatures(model, config, meta)
 
 

@@ -218,5 +218,5 @@ def exemplar_cnn(config: ExemplarConfig | None = None, cache: bool = True, devic
     config = config or ExemplarConfig()
     model, meta = train_once(cache_path(config), lambda: ExemplarCNN(config.n_classes, config.widths),
                              lambda out_dir: train_exemplar_cnn(config, device, out_dir=out_dir),
-                             cache=cache, retrain=retrain)
+                             cache=cache, retrain=retrain, config=asdict(config))
     return _as_backbone(model, config, meta)

@@ -15,6 +15,7 @@ from perceptlab.models.weights import (
     imagenet_weights,
     load_fid_inception_state,
     load_imagenet_state,
+    read_state_dict,
 )
 from perceptlab.validate import check_image, check_positive_int
 
@@ -208,7 +209,8 @@ class InceptionFeatures(nn.Module):
             if not path.is_file():
                 raise WeightsUnavailableError(
                     f"weights file {path} does not exist; weights must be one of {INCEPTION_WEIGHTS} or a path")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_state_dict(path, "an Inception-v3 state dict", "pass the path of a good file, or "
+                                    f"weights= one of {INCEPTION_WEIGHTS}")
             if not isinstance(state, dict) or ("fc.weight" not in state and architecture is None):
                 raise ValueError(f"{path} must be an Inception-v3 state dict; without an fc.weight entry to tell "
                                  f"the architecture, pass architecture= one of {ARCHITECTURES}")

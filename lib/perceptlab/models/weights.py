@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from perceptlab.data.datasets import DataUnavailableError
+from perceptlab.train import load_state_file
 
 #: pytorch-fid's port of the TensorFlow FID Inception graph (inception-2015-12-05) to PyTorch.
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -22,6 +23,18 @@ FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fi
 
 class WeightsUnavailableError(DataUnavailableError):
     """Pretrained weights are not on disk and could not be downloaded."""
+
+
+def read_state_dict(path: Path, what: str, fix: str) -> dict:
+    """A state dict from ``path`` with ``weights_only=True`` (tensors only, never pickled code).
+
+    A damaged file (empty, truncated, random bytes) or one holding anything but a dict raises
+    :class:`WeightsUnavailableError` naming the file, ``what`` it should hold and ``fix``.
+    """
+    try:
+        return load_state_file(path, what, f"Fix: {fix}.")
+    except ValueError as exc:
+        raise WeightsUnavailableError(str(exc)) from exc
 
 
 def hub_path(url: str) -> Path:
@@ -37,7 +50,8 @@ def load_hub_state(url: str, what: str, alternatives: str, timeout: float = 10.0
     """
     path = hub_path(url)
     if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_state_dict(path, what, f"delete {path} so that it is downloaded again (or put a good copy "
+                                           f"there by hand), or {alternatives}")
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:
