@@ -161,3 +161,26 @@ def test_default_seed_follows_environment_and_reaches_every_training_config(monk
     monkeypatch.setenv("PERCEPTLAB_SEED", "three")
     with pytest.raises(ValueError, match="PERCEPTLAB_SEED"):
         default_seed()
+
+
+def test_an_accelerator_this_machine_lacks_is_refused_at_once(monkeypatch):
+    from perceptlab.config import check_device, default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda' was requested .* CUDA is not available"):
+        check_device("cuda")
+    monkeypatch.setenv("PERCEPTLAB_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        default_device()
+    with pytest.raises(ValueError, match="device must be"):
+        check_device("gpu!")
+    assert check_device("cpu") == torch.device("cpu")
+
+
+def test_the_trained_networks_refuse_a_missing_accelerator_before_training_or_loading(monkeypatch):
+    from perceptlab import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for build in (lambda: models.digits_classifier(device="cuda"), lambda: models.exemplar_cnn(device="cuda")):
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            build()

@@ -129,3 +129,25 @@ def test_perceptual_gim_presets_differ_only_in_sizes_and_losses():
                for name in quick.losses + full.losses)
     assert "lpips-vgg" in full.losses and "lpips-vgg" not in quick.losses
     assert quick.image == full.image and full.crop > quick.crop
+
+
+# --------------------------------------------------------------------------- defects found by probing (issue 11)
+
+
+def test_generalized_mean_names_its_own_arguments():
+    small = torch.rand(3, 3, 8, 8)
+    with pytest.raises(ValueError, match="targets do not suit the loss.*at least 11x11"):
+        gim.generalized_mean(small, "ssim", steps=2)
+    with pytest.raises(ValueError, match="loss must be a callable loss"):
+        gim.generalized_mean(small, "l3", steps=2)
+    for lr in (-0.1, float("nan"), 0):
+        with pytest.raises(ValueError, match="lr must be a positive finite number"):
+            gim.generalized_mean(small, "l2", steps=2, lr=lr)
+
+
+def test_generalized_mean_fails_on_half_precision_and_on_a_nan_loss():
+    with pytest.raises(ValueError, match="targets must be float32 or float64"):
+        gim.generalized_mean(torch.rand(3, 1, 8, 8).half(), "l2", steps=2)
+    nan_loss = lambda y, t: (y - t).pow(2).mean() * float("nan")  # noqa: E731
+    with pytest.raises(ValueError, match="the loss became nan at step 1"):
+        gim.generalized_mean(torch.rand(3, 1, 8, 8), nan_loss, steps=2)

@@ -40,7 +40,28 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
             device = "mps"
         else:
             device = "cpu"
-    return torch.device(device)
+    return check_device(device)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, raising a ValueError at once when it names an accelerator this machine lacks.
+
+    (Without this check torch fails seconds later with an AssertionError deep inside, or a model
+    loaded from a cache silently stays on the CPU.)
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {device!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was requested (argument or PERCEPTLAB_DEVICE), but CUDA is not "
+                         f"available here (torch {torch.__version__}); use 'cpu', or run on a machine with a GPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} was requested, but this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device 'mps' was requested, but MPS is not available here; use 'cpu'")
+    return device
 
 
 def default_seed() -> int:

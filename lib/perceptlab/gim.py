@@ -5,6 +5,7 @@ Under L2 the minimiser is the pixel mean, under L1 the pixel median: the reason 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -34,7 +35,12 @@ def generalized_mean(targets: torch.Tensor, loss: str | Loss = "l2", steps: int 
         The (1, C, H, W) minimiser, detached, in [0, 1].
     """
     check_image(targets, "targets")
+    if targets.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"targets must be float32 or float64 (in half precision Adam's small steps round away "
+                         f"and the image saturates), got {targets.dtype}")
     check_positive_int(steps, "steps")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     loss_fn = resolve(loss, reduction="mean")
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn = loss_fn.to(targets.device)
@@ -49,12 +55,19 @@ def generalized_mean(targets: torch.Tensor, loss: str | Loss = "l2", steps: int 
         check_image(init, "init")
         if init.shape != targets[:1].shape:
             raise ValueError(f"init must have shape {tuple(targets[:1].shape)}, got {tuple(init.shape)}")
+    try:  # the loss's own checks (e.g. SSIM's minimum size) speak of its arguments: name the targets
+        loss_fn(targets[:1], targets[:1])
+    except ValueError as exc:
+        raise ValueError(f"targets do not suit the loss {getattr(loss_fn, 'label', loss)!r}: {exc}") from exc
     y = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    for _ in progress(range(steps), desc="GIM"):
+    for step in progress(range(steps), desc="GIM"):
         opt.zero_grad(set_to_none=True)
         value = objective(y)
+        if not torch.isfinite(value):
+            raise ValueError(f"the loss became {value.item()} at step {step + 1} of GIM (a loss that is not finite "
+                             f"for these targets, or lr={lr} too large); no image is returned")
         value.backward()
         opt.step()
         sched.step()

@@ -37,7 +37,7 @@ def test_registry_resolves_names_and_passes_callables_through():
     assert torch.equal(losses.registry.resolve("l1", reduction="none")(x, y), losses.l1(x, y, reduction="none"))
     x16, y16 = _pair(3, (2, 3, 16, 16))
     assert torch.allclose(losses.registry.resolve("ssim")(x16, y16), losses.ssim_loss(x16, y16))
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="loss must be a callable loss"):
         losses.registry.resolve("ssim?")
 
 
@@ -420,3 +420,41 @@ def test_lpips_without_the_package_names_pip_install(monkeypatch, alex):
     with pytest.raises(FileNotFoundError, match="pip install lpips"):
         losses.LPIPS("alex", backbone_weights=alex)
     assert losses.LPIPS("alex", backbone_weights=alex, lin_weights=None)  # uniform weights need no package
+
+
+# --------------------------------------------------------------------------- defects found by probing (issue 11)
+
+
+def test_psnr_of_identical_images_has_zero_not_nan_gradients():
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    value = losses.psnr(x, x.detach())
+    value.backward()
+    assert value.item() == float("inf") and torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_ssim_accepts_mixed_float32_and_float64():
+    x = torch.rand(1, 3, 16, 16)
+    assert float(losses.ssim(x, x.double())) == pytest.approx(1.0)
+
+
+def test_feature_loss_and_lpips_accept_float64_images():
+    x, y = torch.rand(2, 3, 32, 32, dtype=torch.float64), torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    f = losses.FeatureLoss("vgg16", ["relu1_2", "relu2_2"])
+    assert torch.allclose(f(x, y), f(x.float(), y.float()))
+    lp = losses.LPIPS("vgg", "random", lin_weights=None)
+    assert torch.allclose(lp(x, y), lp(x.float(), y.float()))
+
+
+@pytest.mark.parametrize("net, size, minimum", [("alex", 30, 31), ("vgg", 15, 16)])
+def test_lpips_says_the_minimum_image_size(net, size, minimum):
+    x = torch.rand(1, 3, size, size)
+    with pytest.raises(ValueError, match=f"x must be at least {minimum}x{minimum} pixels"):
+        losses.LPIPS(net, "random", lin_weights=None)(x, x)
+    ok = torch.rand(1, 3, minimum, minimum)
+    assert torch.isfinite(losses.LPIPS(net, "random", lin_weights=None)(ok, ok))
+
+
+def test_feature_loss_on_tiny_images_says_the_minimum_size():
+    x = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"x must be at least \d+x\d+ pixels for vgg16 up to layer relu4_3"):
+        losses.FeatureLoss("vgg16", ["relu1_2", "relu4_3"])(x, x)

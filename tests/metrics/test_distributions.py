@@ -360,3 +360,33 @@ def test_metrics_reject_bad_inputs(image_sets):
         kid_from_features(np.ones((4, 2)), np.ones((4, 2)), subset_size=1)
     with pytest.raises(ValueError, match="same feature dimension"):
         kid_from_features(np.ones((4, 2)), np.ones((4, 3)))
+
+
+# --------------------------------------------------------------------------- defects found by probing (issue 11)
+
+
+def test_frechet_distance_rejects_what_is_not_a_covariance():
+    mu, eye = np.zeros(3), np.eye(3)
+    with pytest.raises(ValueError, match="sigma1 must be positive semi-definite"):
+        frechet_distance(mu, -eye, mu, eye)
+    with pytest.raises(ValueError, match="sigma2 must be a symmetric covariance"):
+        frechet_distance(mu, eye, mu, np.array([[1.0, 0.5, 0], [0, 1, 0], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        frechet_distance(np.zeros(0), np.zeros((0, 0)), np.zeros(0), np.zeros((0, 0)))
+    assert frechet_distance(mu, eye, mu + 1, eye) == pytest.approx(3.0)  # valid inputs still work
+
+
+def test_feature_stats_merge_refuses_another_space_or_a_tensor():
+    a = FeatureStats("digits classifier").update(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="another space"):
+        a.merge(FeatureStats("Inception pool3").update(torch.randn(5, 4)))
+    with pytest.raises(ValueError, match="other must be a FeatureStats"):
+        a.merge(torch.randn(5, 4))
+    merged = FeatureStats().merge(a)  # an unlabelled, empty one takes the label
+    assert merged.feature_space == "digits classifier" and merged.n == 5
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_fid_from_features_needs_two_samples_and_says_so(n):
+    with pytest.raises(ValueError, match=f"f1 must hold at least 2 feature vectors.*N = {n}"):
+        fid_from_features(torch.randn(n, 3), torch.randn(10, 3))

@@ -973,3 +973,28 @@ def test_load_bapps_default_root_is_the_data_dir(empty_data_dir):
     write_bapps(empty_data_dir / "bapps", {"color": [0.5]})
     t = data.load_bapps(download_ok=False)
     assert t.kind == ["color"] and t.judge.tolist() == [0.5]
+
+
+# --------------------------------------------------------------------------- defects found by probing (issue 11)
+
+
+def test_score_of_no_triplets_raises_instead_of_nan():
+    empty = torch.zeros(0, dtype=torch.float64)
+    with pytest.raises(ValueError, match="at least one triplet"):
+        metrics.score(empty, empty, empty)
+    assert metrics.score(empty, empty, empty, reduction="none").shape == (0,)
+
+
+@pytest.mark.parametrize("tol", [-0.1, float("nan"), float("inf")])
+def test_score_rejects_a_negative_or_nan_tie_tolerance(tol):
+    d = torch.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match="tie_rtol must be a finite number >= 0"):
+        metrics.score(d, d, torch.tensor([0.5, 0.5]), tie_rtol=tol)
+
+
+def test_score_rejects_infinite_and_complex_distances():
+    inf = torch.tensor([float("inf")])
+    with pytest.raises(ValueError, match="must be finite"):
+        metrics.score(inf, inf, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="d0 must hold real distances"):
+        metrics.score(torch.tensor([1 + 1j]), torch.tensor([1.0]), torch.tensor([1.0]))

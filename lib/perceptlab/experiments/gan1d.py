@@ -33,7 +33,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from perceptlab.config import PresetConfig, default_seed
+from perceptlab.config import PresetConfig, check_device, default_seed
 from perceptlab.losses.adversarial import (
     GENERATOR_LOSSES,
     discriminator_loss,
@@ -443,7 +443,7 @@ def run_gan1d(config: GAN1DConfig, device: str | torch.device = "cpu", out_dir: 
         raise ValueError(f"config.loss must be one of {GENERATOR_LOSSES}, got {config.loss!r}")
     for name in ("steps", "d_steps", "batch", "snapshot_every", "n_density"):
         check_positive_int(getattr(config, name), f"config.{name}")
-    device = torch.device(device)
+    device = check_device(device)
     x, dx, p_data = data_density(config)
     G, D = build_models(config)
     G, D = G.to(device), D.to(device)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from perceptlab.config import PresetConfig, default_seed
+from perceptlab.config import PresetConfig, check_device, default_seed
 from perceptlab.data.datasets import load_dataset
 from perceptlab.data.images import PatchDataset, random_crops
 from perceptlab.imaging.resample import downsample, upsample_bicubic
@@ -75,7 +75,7 @@ def run_superres(config: SRConfig, device: str | torch.device = "cpu", out_dir=N
     and ``metrics``: PSNR (dB) and sharpness relative to the ground truth for
     bicubic and for the network.
     """
-    device = torch.device(device)
+    device = check_device(device)
     train, test = make_patches(config)
     train = train.to(device)
     torch.manual_seed(config.seed)

@@ -47,9 +47,12 @@ class L1Loss(nn.Module):
 def psnr_from_mse(mse_value: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """PSNR in dB from a mean squared error: 10 log10(data_range^2 / MSE); +inf where MSE = 0.
 
-    Works elementwise on a tensor of any shape, in its dtype.
+    Works elementwise on a tensor of any shape, in its dtype.  Where MSE = 0 the value is +inf
+    and the gradient 0 (not NaN), so ``psnr(x, x).backward()`` is well defined.
     """
-    return 10 * torch.log10(data_range ** 2 / mse_value)
+    positive = mse_value > 0
+    safe = torch.where(positive, mse_value, torch.ones_like(mse_value))
+    return torch.where(positive, 10 * torch.log10(data_range ** 2 / safe), torch.full_like(safe, float("inf")))
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: str = "mean") -> torch.Tensor:
@@ -91,7 +94,9 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, sigma: f
     window of std ``sigma`` truncated at 3.5 sigma (radius r = 5 for sigma 1.5).  Only windows
     lying fully inside the image are kept: the same values skimage keeps after cropping r pixels.
     """
-    g = gaussian_window(sigma, SSIM_TRUNCATE, dtype=x.dtype, device=x.device)
+    dtype = torch.promote_types(x.dtype, y.dtype)  # float32 with float64: computed in float64
+    x, y = x.to(dtype), y.to(dtype)
+    g = gaussian_window(sigma, SSIM_TRUNCATE, dtype=dtype, device=x.device)
     # (co)variances do not change when x, y are shifted: centre each channel first, so that
     # E[x^2] - E[x]^2 does not lose the small variances of flat regions to float32 rounding
     mx, my = x.mean(dim=(2, 3), keepdim=True), y.mean(dim=(2, 3), keepdim=True)

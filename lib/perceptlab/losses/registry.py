@@ -126,4 +126,8 @@ def make(name: str, reduction: str = "none") -> nn.Module:
 def resolve(loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
             reduction: str = "mean") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A callable distance: ``loss`` itself if it is callable, else :func:`make` (``loss``, ``reduction``)."""
-    return loss if callable(loss) else make(loss, reduction)
+    if callable(loss):
+        return loss
+    if loss not in REGISTRY:
+        raise ValueError(f"loss must be a callable loss(x, y) or one of {sorted(REGISTRY)}, got {loss!r}")
+    return make(loss, reduction)

@@ -32,7 +32,7 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from perceptlab.config import progress
+from perceptlab.config import check_device, progress
 from perceptlab.validate import check_image, check_positive_int
 
 NO_LABEL = "precomputed features (feature space not stated)"
@@ -135,11 +135,21 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2 = _as_float64(mu1, "mu1", 1), _as_float64(mu2, "mu2", 1)
     sigma1, sigma2 = _as_float64(sigma1, "sigma1", 2), _as_float64(sigma2, "sigma2", 2)
     d = mu1.shape[0]
+    if d == 0:
+        raise ValueError("mu1 must have at least one dimension (D >= 1), got length 0")
     if mu2.shape != (d,):
         raise ValueError(f"mu1 and mu2 must have the same length, got {mu1.shape} and {mu2.shape}")
     for name, s in (("sigma1", sigma1), ("sigma2", sigma2)):
         if s.shape != (d, d):
             raise ValueError(f"{name} must have shape ({d}, {d}) to match the means, got {s.shape}")
+        scale = max(float(np.abs(s).max()), 1e-300)
+        if not np.allclose(s, s.T, rtol=1e-6, atol=1e-9 * scale):
+            raise ValueError(f"{name} must be a symmetric covariance matrix; it is not (max |S - S^T| = "
+                             f"{float(np.abs(s - s.T).max()):.3g})")
+        lowest = float(np.linalg.eigvalsh((s + s.T) / 2).min())
+        if lowest < -1e-6 * scale:
+            raise ValueError(f"{name} must be positive semi-definite (a covariance); its lowest eigenvalue is "
+                             f"{lowest:.3g}")
     if np.array_equal(mu1, mu2) and np.array_equal(sigma1, sigma2):
         return 0.0
     sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2
@@ -225,7 +235,18 @@ class FeatureStats:
         return self
 
     def merge(self, other: FeatureStats) -> FeatureStats:
-        """Add the statistics of ``other`` (e.g. computed on another worker); returns ``self``."""
+        """Add the statistics of ``other`` (e.g. computed on another worker); returns ``self``.
+
+        Both must be statistics of the same feature space (equal labels, or one unlabelled).
+        """
+        if not isinstance(other, FeatureStats):
+            raise ValueError(f"other must be a FeatureStats (use update() for a batch of features), "
+                             f"got {type(other).__name__}")
+        if NO_LABEL not in (self.feature_space, other.feature_space) and self.feature_space != other.feature_space:
+            raise ValueError(f"other holds features of another space ({other.feature_space!r}) than these "
+                             f"({self.feature_space!r}); statistics of different feature spaces cannot be merged")
+        if self.feature_space == NO_LABEL:
+            self.feature_space = other.feature_space
         if other.n == 0:
             return self
         if self.n == 0:
@@ -308,7 +329,7 @@ def extractor_label(extractor) -> str:
 
 def _device_of(extractor, device) -> torch.device:
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if isinstance(extractor, nn.Module):
         for t in (*extractor.parameters(), *extractor.buffers()):
             return t.device
@@ -467,6 +488,9 @@ def _common_label(real, fake, extractor, feature_space: str | None) -> str:
 
 def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
     """FID between two :class:`FeatureStats` (:func:`frechet_distance` of their means and covariances)."""
+    for name, stats in (("real", real), ("fake", fake)):
+        if stats.n < 2:
+            raise ValueError(f"{name} must hold at least 2 feature vectors (FID needs a covariance), got {stats.n}")
     if real.dim != fake.dim:
         raise ValueError(f"real and fake features must have the same dimension, got {real.dim} and {fake.dim}")
     return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
@@ -475,7 +499,12 @@ def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
 def fid_from_features(f1, f2) -> float:
     """FID between two feature arrays (N1, D) and (N2, D) (numpy or torch): the Frechet distance of
     their means and unbiased covariances, as ``cleanfid.fid.fid_from_feats`` computes it."""
-    return fid_from_stats(FeatureStats().update(f1, "f1"), FeatureStats().update(f2, "f2"))
+    s1, s2 = FeatureStats().update(f1, "f1"), FeatureStats().update(f2, "f2")
+    for name, stats in (("f1", s1), ("f2", s2)):
+        if stats.n < 2:
+            raise ValueError(f"{name} must hold at least 2 feature vectors, rows of an (N, D) array (FID needs a "
+                             f"covariance), got N = {stats.n}")
+    return fid_from_stats(s1, s2)
 
 
 def fid(real, fake, extractor=None, *, batch_size: int = 64, device=None, feature_space: str | None = None) -> Score:

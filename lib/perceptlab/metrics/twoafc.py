@@ -3,6 +3,8 @@ agreement tables, and the calibration of Czolbe et al. (2020) (eqs. 11-12).
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,11 +24,16 @@ def choice(d0: torch.Tensor, d1: torch.Tensor, tie_rtol: float = 0.0) -> torch.T
 
     Distances within ``tie_rtol * max(|d0|, |d1|)`` of each other count as a tie.
     """
+    for name, d in (("d0", d0), ("d1", d1)):
+        if torch.is_tensor(d) and (d.is_complex() or d.dtype == torch.bool) or np.iscomplexobj(d):
+            raise ValueError(f"{name} must hold real distances, got {getattr(d, 'dtype', type(d).__name__)}")
+    if not (isinstance(tie_rtol, (int, float)) and math.isfinite(tie_rtol) and tie_rtol >= 0):
+        raise ValueError(f"tie_rtol must be a finite number >= 0, got {tie_rtol!r}")
     d0, d1 = torch.as_tensor(d0, dtype=torch.float64), torch.as_tensor(d1, dtype=torch.float64)
     if d0.shape != d1.shape:
         raise ValueError(f"d0 and d1 must have the same shape, got {tuple(d0.shape)} and {tuple(d1.shape)}")
-    if torch.isnan(d0).any() or torch.isnan(d1).any():
-        raise ValueError("d0 and d1 must not contain NaN")
+    if not (torch.isfinite(d0).all() and torch.isfinite(d1).all()):
+        raise ValueError("d0 and d1 must be finite (no NaN or infinite distances)")
     tie = (d0 - d1).abs() <= tie_rtol * torch.maximum(d0.abs(), d1.abs())
     return torch.where(tie, 0.5, (d1 < d0).double())
 
@@ -50,6 +57,8 @@ def score(d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor, reduction: st
         return per
     if reduction != "mean":
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if per.numel() == 0:
+        raise ValueError("d0, d1 and judge must hold at least one triplet to average a 2AFC score")
     return per.mean()
 
 

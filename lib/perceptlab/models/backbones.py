@@ -100,12 +100,43 @@ class Backbone(nn.Module):
             raise ValueError(f"layers must be names of {self.name} layers {self.layer_names}, got unknown {unknown}")
         return self.run((x - self.mean) / self.std if self.normalize else x, layers)
 
+    def min_size(self, layers: Sequence[str]) -> int:
+        """The smallest square input (pixels) for which every layer in ``layers`` still has a
+        non-empty output (pooling and unpadded convolutions shrink the image); found once by probing."""
+        last = max(self.layer_names.index(l) for l in layers)
+        cache = self.__dict__.setdefault("_min_size", {})
+        if last not in cache:
+            def fits(size: int) -> bool:
+                h = torch.zeros(1, 3, size, size, dtype=self.mean.dtype, device=self.mean.device)
+                try:
+                    with torch.no_grad():
+                        for module in list(self.features)[: last + 1]:
+                            h = module(h)
+                    return h.numel() > 0
+                except RuntimeError:
+                    return False
+            lo, hi = 1, 8
+            while not fits(hi):
+                lo, hi = hi + 1, hi * 2
+            while lo < hi:  # the smallest size that fits, in (lo - 1, hi]
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+            cache[last] = hi
+        return cache[last]
+
     def run(self, h: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """The activations at ``layers`` for an input already scaled as the network expects.
 
-        No checks and no normalisation: :meth:`forward` validates [0, 1] images and calls this;
+        Inputs are cast to the network's dtype (float64 images work with float32 weights), and
+        inputs smaller than :meth:`min_size` raise a ValueError saying the minimum.  No other
+        checks and no normalisation: :meth:`forward` validates [0, 1] images and calls this;
         metrics that scale inputs their own way (LPIPS) call it directly.
         """
+        if min(h.shape[-2:]) < self.min_size(layers):
+            deepest = max(layers, key=self.layer_names.index)
+            raise ValueError(f"x must be at least {self.min_size(layers)}x{self.min_size(layers)} pixels for "
+                             f"{self.name} up to layer {deepest}, got {tuple(h.shape[-2:])}")
+        h = h.to(self.mean.dtype)
         last = max(self.layer_names.index(l) for l in layers)
         out: dict[str, torch.Tensor] = {}
         for name, module in zip(self.layer_names[:last + 1], self.features):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptlab.config import PresetConfig, cache_dir, default_seed
+from perceptlab.config import PresetConfig, cache_dir, check_device, default_seed
 from perceptlab.config import preset as active_preset
 from perceptlab.data.images import load_digits
 from perceptlab.imaging.convert import to_gray
@@ -119,7 +119,7 @@ def train_digits_classifier(config: DigitsClassifierConfig, device: str | torch.
     training split and randomly shifted.  Returns (model, meta); ``meta["test_accuracy"]`` is
     measured on the held-out split.
     """
-    device = torch.device(device)
+    device = check_device(device)
     start = time.perf_counter()
     x_train, y_train, x_test, y_test = (t.to(device) for t in digits_split(config))
     torch.manual_seed(config.seed)
@@ -200,11 +200,12 @@ def digits_classifier(config: DigitsClassifierConfig | None = None, cache: bool 
     training resumes from ``checkpoint.pt`` in the same folder.  Training takes seconds on a CPU.
     """
     config = config or DigitsClassifierConfig()
+    device = check_device(device)  # fails at once on a machine without the requested accelerator
     model, meta = train_once(cache_path(config),
                              lambda: DigitsClassifier(config.size, config.widths, config.feature_dim),
                              lambda out_dir: train_digits_classifier(config, device, out_dir=out_dir),
                              cache=cache, retrain=retrain, config=asdict(config))
-    return DigitsFeatures(model, config, meta)
+    return DigitsFeatures(model, config, meta).to(device)  # on the requested device, cached or not
 
 
 def extractor_for_preset(preset: str | None = None, *, inception_weights: str | Path = "imagenet",

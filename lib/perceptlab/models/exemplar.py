@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptlab.config import PresetConfig, cache_dir, default_seed
+from perceptlab.config import PresetConfig, cache_dir, check_device, default_seed
 from perceptlab.data.datasets import load_dataset
 from perceptlab.data.images import load_image, random_crops
 from perceptlab.imaging.filters import gradient_magnitude
@@ -168,7 +168,7 @@ def cache_path(config: ExemplarConfig) -> Path:
 def train_exemplar_cnn(config: ExemplarConfig, device: str | torch.device = "cpu", out_dir: str | Path | None = None,
                        stop_after: int | None = None) -> tuple[ExemplarCNN, dict]:
     """Train an Exemplar-CNN; checkpoints to ``out_dir`` and resumes exactly. Returns (model, meta)."""
-    device = torch.device(device)
+    device = check_device(device)
     start = time.perf_counter()
     contexts = seed_contexts(config).to(device)
     torch.manual_seed(config.seed)
@@ -216,6 +216,7 @@ def exemplar_cnn(config: ExemplarConfig | None = None, cache: bool = True, devic
     surrogate accuracy and history; ``backbone.weights_label`` says what was trained on what.
     """
     config = config or ExemplarConfig()
+    device = check_device(device)  # fails at once on a machine without the requested accelerator
     model, meta = train_once(cache_path(config), lambda: ExemplarCNN(config.n_classes, config.widths),
                              lambda out_dir: train_exemplar_cnn(config, device, out_dir=out_dir),
                              cache=cache, retrain=retrain, config=asdict(config))
