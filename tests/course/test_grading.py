@@ -280,3 +280,74 @@ def test_cli_release_then_grade_a_loop_without_hanging(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[0] == "q1: 0/2"
     assert result.stdout.splitlines()[-1] == "total: 0/5"  # the released q2 is not solved either
     assert "CellTimeoutError" in result.stdout
+
+
+# --------------------------------------------------------------------------- hostile and malformed submissions (issue 11)
+
+
+SYNTHETIC_ZERO = {"questions": {"q1": {"points": 0, "max": 2}, "q2": {"points": 0, "max": 3}}, "total": 0, "max": 5}
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("[1, 2, 3]", "not a notebook"),
+    ('{"nbformat": 5, "nbformat_minor": 0, "metadata": {}, "cells": []}', "nbformat 5"),
+    ('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code", "source": 42, '
+     '"metadata": {}, "outputs": [], "execution_count": null}]}', "cell 1 of the submission is malformed"),
+    ("not json at all", "not a readable JSON notebook"),
+])
+def test_a_malformed_submission_gets_zero_points_and_the_reason(tmp_path: Path, content: str, reason: str) -> None:
+    _, reference = write_pair(tmp_path, "answer1 = 1")
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(content)
+    report = grading.grade_report(bad, reference)
+    assert report.to_dict() == SYNTHETIC_ZERO
+    assert reason in report.errors[0] and all(reason in r.message for r in report.results)
+    result = run_cli("grade", bad, "--reference", reference, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout) == SYNTHETIC_ZERO  # graded, exit 0
+
+
+def test_the_whole_submission_has_a_time_limit(tmp_path: Path) -> None:
+    reference, submission = tmp_path / "ref_source.ipynb", tmp_path / "submission.ipynb"
+    nbformat.write(synthetic(), reference)
+    nb = synthetic("answer1 = 1")
+    loops = [new_code_cell("while True:\n    pass") for _ in range(4)]
+    nb.cells[1:1] = loops  # four looping cells before everything else
+    nbformat.write(nb, submission)
+    start = time.monotonic()
+    report = grading.grade_report(submission, reference, timeout=3, total_timeout=5)
+    assert time.monotonic() - start < 60  # not 4 x 3 s of loops plus the rest, and no hang
+    assert report.to_dict() == SYNTHETIC_ZERO
+    assert any("TotalTimeoutError" in e for e in report.errors)
+
+
+def test_a_cell_that_kills_its_parent_does_not_kill_the_grader(tmp_path: Path) -> None:
+    submission, reference = write_pair(tmp_path, "answer1 = 1")
+    nb = read(submission)
+    nb.cells.insert(4, new_code_cell("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"))  # after check c1
+    nbformat.write(nb, submission)
+    report = grading.grade_report(submission, reference, timeout=20)
+    assert report.to_dict() == {"questions": {"q1": {"points": 2, "max": 2}, "q2": {"points": 0, "max": 3}},
+                                "total": 2, "max": 5}  # q1 ran before the kill and keeps its points
+    assert "SIGKILL" in report.errors[0] and "not run" in report.results[1].message
+
+
+def test_a_redefined_print_or_patched_library_does_not_pass_a_check(tmp_path: Path) -> None:
+    reference, submission = tmp_path / "ref_source.ipynb", tmp_path / "submission.ipynb"
+    ref = synthetic()
+    ref.cells.append(_check_cell("c3", "q3", 1, "from perceptlab import metrics\n"
+                                 "print(metrics.frechet_distance([0.0], [[1.0]], [2.0], [[1.0]]))", "4.0\n"))
+    nbformat.write(ref, reference)
+    cheat = synthetic("import sys\ndef print(*args, **kwargs):\n    sys.stdout.write('1\\n')")
+    cheat.cells.insert(3, new_code_cell("import perceptlab.metrics.distributions as d, perceptlab.metrics as m\n"
+                                        "d.frechet_distance = m.frechet_distance = lambda *a: 4.0"))
+    cheat.cells.append(_check_cell("c3", "q3", 1, "", ""))
+    nbformat.write(cheat, submission)
+    report = grading.grade_report(submission, reference, timeout=30)
+    questions = report.to_dict()["questions"]
+    assert questions["q1"]["points"] == 0  # the real print ran: answer1 is not defined
+    assert questions["q3"]["points"] == 1  # the real frechet_distance ran, and it gives 4.0
+    ref.cells[-1].outputs[0].text = "999\n"  # a reference the patched function would have matched
+    nbformat.write(ref, reference)
+    cheat.cells[3].source = cheat.cells[3].source.replace("4.0", "999")
+    nbformat.write(cheat, submission)
+    assert grading.grade(submission, reference, timeout=30)["questions"]["q3"]["points"] == 0

@@ -36,14 +36,27 @@ that runs past the timeout is interrupted (``KeyboardInterrupt``); if the kernel
 busy or dies, it is restarted and the cells that had run without error are replayed, so
 later questions that do not depend on the failing cell can still be scored.
 
-Student code runs with the grader's permissions: grade untrusted submissions in a
-sandbox.  The grader checks what the check cells print; it does not try to stop code
-that, say, redefines ``print``.
+The whole submission has a time limit too (``total_timeout``): cells that would start after
+it are not run and fail.  A submission that is not a valid notebook (not JSON, a JSON list,
+an unknown ``nbformat``, a cell whose source is not text) is graded, not crashed on: zero
+points, with the reason in the report.
 
-Command line::
+Isolation.  The notebook runs in a worker process of its own session, which starts the
+kernel (itself in a new session): a cell that kills its parent process or signals its
+process group ends the worker, not the grader, which then judges the cells that had run
+and fails the rest, saying why.  Before each check cell the kernel silently restores the
+builtins (and removes names that shadow them, such as a redefined ``print``) and puts back
+every function and class of perceptlab that the submission replaced
+(:mod:`perceptlab.course._guard`).  This is not a sandbox: student code runs with the
+grader's permissions and can still read or write files, replace ``__import__`` or use up
+memory.  Grade untrusted submissions in a container.
+
+Command line (exit status 0 once a submission is graded, malformed or not; 2 for a bad
+reference, a missing file or bad arguments)::
 
     python -m perceptlab.course.grading release SOURCE --out DIR
     python -m perceptlab.course.grading grade SUBMISSION --reference SOURCE [--json] [--timeout SECONDS]
+                                        [--total-timeout SECONDS]
 """
 from __future__ import annotations
 
@@ -51,6 +64,11 @@ import argparse
 import copy
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
@@ -74,6 +92,10 @@ SOLUTION_TAG = "solution"
 SOURCE_SUFFIX = "_source"
 KERNEL_NAME = "python3"
 DEFAULT_TIMEOUT = 60
+DEFAULT_TOTAL_TIMEOUT = 900  # seconds for the whole submission
+_TOTAL_TIMEOUT_ENAME = "TotalTimeoutError"
+_GUARD_SETUP = '__import__("perceptlab.course._guard", fromlist=["_"]).snapshot()'
+_GUARD_RESTORE = '__import__("perceptlab.course._guard", fromlist=["_"]).restore(get_ipython().user_ns)'
 # What nbval's strict mode (``--nbval`` without ``--nbdime``) leaves out of the comparison:
 # the defaults of ``nbval.plugin.IPyNbFile.skip_compare``, which only a pytest collector can build.
 NBVAL_SKIP_COMPARE = (
@@ -327,10 +349,15 @@ class _Runner:
 
     OK, FAILED, RESTARTED = "ok", "failed", "restarted"
 
-    def __init__(self, nb: NotebookNode, timeout: int, cwd: Path, kernel_name: str) -> None:
+    def __init__(self, nb: NotebookNode, timeout: int, cwd: Path, kernel_name: str,
+                 total_timeout: float | None = None, progress: Path | None = None) -> None:
         evalue = f"cell ran longer than {timeout} s"
         self._timeout_error = _error_output(_TIMEOUT_ENAME, evalue)  # recorded in a cell that timed out
         self._timed_out = False
+        self._cell_timeout = timeout
+        self._deadline = None if total_timeout is None else monotonic() + total_timeout
+        self._total_timeout = total_timeout
+        self._progress = progress
         self.client = NotebookClient(
             nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=True,
             error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": evalue, "traceback": []},
@@ -346,15 +373,57 @@ class _Runner:
         """Execute every code cell in order, filling in their outputs."""
         cells = self.client.nb.cells
         with self.client.setup_kernel():
+            self._write_kernel_pid()
+            self._silent(_GUARD_SETUP)
             completed: list[int] = []
             for index, cell in enumerate(cells):
                 if cell.cell_type != "code":
                     continue
+                left = None if self._deadline is None else self._deadline - monotonic()
+                if left is not None and left <= 0:
+                    cell.outputs.append(_error_output(
+                        _TOTAL_TIMEOUT_ENAME, f"the submission ran past its total time limit of "
+                                              f"{self._total_timeout:g} s; this cell was not run"))
+                    continue
+                self.client.timeout = self._cell_timeout if left is None else max(1, min(self._cell_timeout,
+                                                                                         math.ceil(left)))
+                if CHECK_TAG in cell.metadata.get("tags", []):
+                    self._silent(_GUARD_RESTORE)
                 status = self._run_cell(cell, index)
                 if status == self.OK:
                     completed.append(index)
                 elif status == self.RESTARTED:
                     self._replay(completed)
+                self._save_progress()
+
+    def _write_kernel_pid(self) -> None:
+        """Leave the kernel's pid beside the progress file, so the grader can end it if this worker is killed."""
+        if self._progress is not None:
+            pid = getattr(getattr(self.client.km, "provisioner", None), "pid", None)
+            if pid is not None:
+                self._progress.with_suffix(".kernel").write_text(str(pid))
+
+    def _save_progress(self) -> None:
+        if self._progress is not None:
+            tmp = self._progress.with_suffix(".tmp")
+            nbformat.write(self.client.nb, tmp)
+            os.replace(tmp, self._progress)
+
+    async def _async_silent(self, code: str, wait: float = 30.0) -> bool:
+        """Run ``code`` in the kernel without outputs or history; whether it answered within ``wait`` seconds."""
+        kc = self.client.kc
+        msg_id = await ensure_async(kc.execute(code, silent=True, store_history=False))
+        deadline = monotonic() + wait
+        while (left := deadline - monotonic()) > 0:
+            try:
+                msg = await ensure_async(kc.shell_channel.get_msg(timeout=left))
+            except Empty:
+                return False
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return True
+        return False
+
+    _silent = run_sync(_async_silent)
 
     def _run_cell(self, cell: NotebookNode, index: int) -> str:
         self._timed_out = False
@@ -397,20 +466,70 @@ class _Runner:
         return False
 
     async def _async_restart(self) -> None:
-        """Kill and restart the kernel (same working directory) with a new client."""
+        """Kill and restart the kernel (same working directory) with a new client; the guard is set up again."""
         self.client.kc.stop_channels()
         await ensure_async(self.client.km.restart_kernel(now=True))
         await self.client.async_start_new_kernel_client()
+        self._write_kernel_pid()
+        await self._async_silent(_GUARD_SETUP)
 
     _responsive = run_sync(_async_responsive)
     _restart = run_sync(_async_restart)
 
 
 def execute(nb: NotebookNode, timeout: int = DEFAULT_TIMEOUT, cwd: str | Path = ".",
-            kernel_name: str = KERNEL_NAME) -> NotebookNode:
-    """Execute ``nb`` in place (see :class:`_Runner`: errors recorded, timeouts survived) and return it."""
-    _Runner(nb, max(1, math.ceil(timeout)), Path(cwd), kernel_name).run()
+            kernel_name: str = KERNEL_NAME, total_timeout: float | None = None,
+            progress: Path | None = None) -> NotebookNode:
+    """Execute ``nb`` in place in this process (see :class:`_Runner`: errors recorded, timeouts survived).
+
+    ``total_timeout`` limits the whole notebook; ``progress``, a file the notebook is saved to
+    after each cell.  Returns ``nb``.
+    """
+    _Runner(nb, max(1, math.ceil(timeout)), Path(cwd), kernel_name, total_timeout, progress).run()
     return nb
+
+
+def execute_isolated(nb: NotebookNode, timeout: int = DEFAULT_TIMEOUT, cwd: str | Path = ".",
+                     kernel_name: str = KERNEL_NAME,
+                     total_timeout: float = DEFAULT_TOTAL_TIMEOUT) -> tuple[NotebookNode, str | None]:
+    """:func:`execute` in a worker process of its own session; returns (executed notebook, problem).
+
+    The submission cannot end the caller: if it kills the worker (or the worker overruns the
+    total time by a minute), the cells that had run keep their outputs, the others none, and
+    ``problem`` says what happened (None when the worker finished normally).
+    """
+    with tempfile.TemporaryDirectory(prefix="perceptlab-grade-") as tmp:
+        source, progress = Path(tmp) / "submission.ipynb", Path(tmp) / "executed.ipynb"
+        nbformat.write(nb, source)
+        command = [sys.executable, "-m", "perceptlab.course.grading", "_execute", str(source), str(progress),
+                   "--timeout", str(timeout), "--total-timeout", str(total_timeout), "--cwd", str(cwd),
+                   "--kernel", kernel_name]
+        worker = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        problem = None
+        try:
+            _, stderr = worker.communicate(timeout=total_timeout + 60)
+        except subprocess.TimeoutExpired:
+            _kill_group(worker.pid)
+            _, stderr = worker.communicate()
+            problem = f"the grading worker ran past the total time limit ({total_timeout:g} s) and was stopped"
+        if worker.returncode and problem is None:
+            how = (f"was killed by signal {signal.Signals(-worker.returncode).name}" if worker.returncode < 0
+                   else f"exited with status {worker.returncode}")
+            problem = (f"the grading worker {how} (did the submission end its parent process?); cells that had "
+                       f"not run get no points. {stderr.decode(errors='replace').strip()[-300:]}").strip()
+        kernel = progress.with_suffix(".kernel")
+        if kernel.exists():  # a worker that was killed leaves its kernel behind
+            _kill_group(int(kernel.read_text()))
+        executed = nbformat.read(progress, as_version=4) if progress.exists() else nb
+    return executed, problem
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # --------------------------------------------------------------------------- grading
@@ -432,10 +551,12 @@ def _prepare_submission(submission: NotebookNode, checks: list[tuple[Check, Note
     return nb
 
 
-def _judge(check: Check, reference: NotebookNode, cells: list[NotebookNode]) -> CheckResult:
+def _judge(check: Check, reference: NotebookNode, cells: list[NotebookNode], problem: str | None = None) -> CheckResult:
     """Pass if the submission has the check cell and every copy of it printed the reference's outputs."""
     if not cells:
         return CheckResult(check, False, "check cell missing from the submission")
+    if problem and not any(cell.get("outputs") for cell in cells):
+        return CheckResult(check, False, f"not run: {problem}")
     for cell in cells:
         errors = [out for out in cell.outputs if out.output_type == "error"]
         if errors:
@@ -446,40 +567,67 @@ def _judge(check: Check, reference: NotebookNode, cells: list[NotebookNode]) -> 
     return CheckResult(check, True)
 
 
+def _read_submission(path: Path) -> tuple[NotebookNode | None, str | None]:
+    """The submission as a notebook, or (None, why it is not one)."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"the submission is not a readable JSON notebook ({type(exc).__name__}: {exc})"
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        return None, f"the submission is not a notebook (a JSON {type(raw).__name__} without a list of cells)"
+    if raw.get("nbformat") != 4:
+        return None, f"the submission has nbformat {raw.get('nbformat')!r}; only nbformat 4 notebooks are graded"
+    for number, cell in enumerate(raw["cells"], start=1):
+        source = cell.get("source") if isinstance(cell, dict) else None
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw") or not (
+                isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
+            return None, f"cell {number} of the submission is malformed (its source must be text)"
+    try:
+        return nbformat.reads(json.dumps(raw), as_version=4), None
+    except Exception as exc:  # anything nbformat cannot make a notebook of
+        return None, f"the submission is not a valid notebook ({type(exc).__name__}: {exc})"
+
+
 def grade_report(submission_path: str | Path, reference_path: str | Path, timeout: int = DEFAULT_TIMEOUT,
-                 kernel_name: str = KERNEL_NAME) -> GradeReport:
+                 kernel_name: str = KERNEL_NAME, total_timeout: float = DEFAULT_TOTAL_TIMEOUT) -> GradeReport:
     """Execute a submission and judge each check cell against the reference (see the module docstring).
 
     Args:
-        submission_path: the student's notebook; its stored outputs are ignored.
+        submission_path: the student's notebook; its stored outputs are ignored.  A malformed
+            one scores zero, with the reason in ``errors`` and in every check's message.
         reference_path: the executed instructor source.
         timeout: seconds allowed to each cell.
         kernel_name: the Jupyter kernel to run the submission in.
+        total_timeout: seconds allowed to the whole submission.
     """
     reference = nbformat.read(Path(reference_path), as_version=4)
     checks = reference_checks(reference)
     submission_path = Path(submission_path)
-    nb = _prepare_submission(nbformat.read(submission_path, as_version=4), checks)
-    execute(nb, timeout=timeout, cwd=submission_path.resolve().parent, kernel_name=kernel_name)
+    submission, why = _read_submission(submission_path)
+    if submission is None:
+        return GradeReport(tuple(CheckResult(check, False, why) for check, _ in checks), (why,))
+    nb = _prepare_submission(submission, checks)
+    nb, problem = execute_isolated(nb, timeout=timeout, cwd=submission_path.resolve().parent,
+                                   kernel_name=kernel_name, total_timeout=total_timeout)
     by_id: dict[str | None, list[NotebookNode]] = {}
-    errors = []
+    errors = [problem] if problem else []
     for number, cell in enumerate(nb.cells, start=1):
         by_id.setdefault(_grading_id(cell), []).append(cell)
         failures = [out for out in cell.get("outputs", []) if out.output_type == "error"]
         if failures and _grading_id(cell) not in {check.id for check, _ in checks}:
             first_line = _shorten(cell.source.strip().split("\n")[0], 50)
             errors.append(f"cell {number} ({first_line}): {failures[-1].ename}: {failures[-1].evalue}")
-    results = tuple(_judge(check, cell, by_id.get(check.id, [])) for check, cell in checks)
+    results = tuple(_judge(check, cell, by_id.get(check.id, []), problem) for check, cell in checks)
     return GradeReport(results, tuple(errors))
 
 
 def grade(submission_path: str | Path, reference_path: str | Path, timeout: int = DEFAULT_TIMEOUT,
-          kernel_name: str = KERNEL_NAME) -> dict[str, Any]:
+          kernel_name: str = KERNEL_NAME, total_timeout: float = DEFAULT_TOTAL_TIMEOUT) -> dict[str, Any]:
     """Grade a submission: ``{"questions": {q: {"points": p, "max": m}}, "total": t, "max": M}``.
 
     See :func:`grade_report` for the arguments.
     """
-    return grade_report(submission_path, reference_path, timeout, kernel_name).to_dict()
+    return grade_report(submission_path, reference_path, timeout, kernel_name, total_timeout).to_dict()
 
 
 # --------------------------------------------------------------------------- command line
@@ -496,15 +644,30 @@ def main(argv: list[str] | None = None) -> None:
     p_grade.add_argument("submission", type=Path, help="the student's notebook")
     p_grade.add_argument("--reference", type=Path, required=True, help="the executed source notebook")
     p_grade.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per cell (default %(default)s)")
+    p_grade.add_argument("--total-timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT,
+                         help="seconds for the whole submission (default %(default)s)")
     p_grade.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p_exec = commands.add_parser("_execute", help=argparse.SUPPRESS)  # the isolated worker of grade
+    p_exec.add_argument("source", type=Path)
+    p_exec.add_argument("progress", type=Path)
+    p_exec.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT)
+    p_exec.add_argument("--total-timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT)
+    p_exec.add_argument("--cwd", type=Path, default=Path("."))
+    p_exec.add_argument("--kernel", default=KERNEL_NAME)
     args = parser.parse_args(argv)
+    if args.command == "_execute":
+        nb = nbformat.read(args.source, as_version=4)
+        execute(nb, args.timeout, args.cwd, args.kernel, args.total_timeout, progress=args.progress)
+        nbformat.write(nb, args.progress)
+        return
     try:
         if args.command == "release":
             print(release(args.source, args.out))
         else:
-            if args.timeout <= 0:
-                parser.error("--timeout must be positive")
-            report = grade_report(args.submission, args.reference, timeout=args.timeout)
+            if args.timeout <= 0 or args.total_timeout <= 0:
+                parser.error("--timeout and --total-timeout must be positive")
+            report = grade_report(args.submission, args.reference, timeout=args.timeout,
+                                  total_timeout=args.total_timeout)
             print(json.dumps(report.to_dict()) if args.json else report.format())
     except (NotebookFormatError, FileNotFoundError, nbformat.ValidationError, NotJSONError) as exc:
         parser.exit(2, f"error: {exc}\n")
