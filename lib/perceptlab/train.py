@@ -91,7 +91,10 @@ def load_state_file(path: Path, what: str, fix: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # RuntimeError (PytorchStreamReader), EOFError, UnpicklingError, ...
-        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+        import pickle
+
+        reason = ("it holds pickled Python objects, which are never loaded (weights_only=True), or is damaged"
+                  if isinstance(exc, pickle.UnpicklingError) else str(exc).splitlines()[0][:160] if str(exc) else "")
         raise ValueError(f"{path} cannot be read as {what} ({type(exc).__name__}: {reason}). {fix}") from exc
     if not isinstance(payload, dict):
         raise ValueError(f"{path} does not hold {what} (a dict) but a {type(payload).__name__}. {fix}")
