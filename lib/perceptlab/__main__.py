@@ -50,6 +50,9 @@ def _spread(args: argparse.Namespace) -> int:
 
     from perceptlab.course import spread
 
+    import os
+
+    os.environ.setdefault("PERCEPTLAB_QUIET", "1")  # one status line per run instead of progress bars
     names = args.outcomes or [*spread.OUTCOMES, *spread.notebook_names()]
     print(f"CPU: {_cpu_model() or platform.processor() or 'unknown'}; torch {torch.__version__}")
     runs = spread.measure(names, args.seeds, args.threads, log=lambda line: print(line, file=sys.stderr, flush=True))
