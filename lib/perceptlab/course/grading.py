@@ -453,17 +453,7 @@ class _Runner:
 
     async def _async_responsive(self, wait: float) -> bool:
         """Whether the kernel answers a trivial request within ``wait`` seconds."""
-        kc = self.client.kc
-        msg_id = await ensure_async(kc.execute("pass", silent=True, store_history=False))
-        deadline = monotonic() + wait
-        while (left := deadline - monotonic()) > 0:
-            try:
-                msg = await ensure_async(kc.shell_channel.get_msg(timeout=left))
-            except Empty:
-                return False
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return True
-        return False
+        return await self._async_silent("pass", wait)
 
     async def _async_restart(self) -> None:
         """Kill and restart the kernel (same working directory) with a new client; the guard is set up again."""
