@@ -992,6 +992,14 @@ def test_score_rejects_a_negative_or_nan_tie_tolerance(tol):
         metrics.score(d, d, torch.tensor([0.5, 0.5]), tie_rtol=tol)
 
 
+def test_choice_accepts_distances_that_carry_gradients_and_numpy_arrays():
+    d0 = torch.tensor([1.0, 2.0], requires_grad=True)
+    assert metrics.choice(d0, torch.tensor([2.0, 1.0])).tolist() == [0.0, 1.0]
+    assert metrics.choice(np.array([1.0, 2.0]), np.array([1.0, 3.0])).tolist() == [0.5, 0.0]
+    with pytest.raises(ValueError, match="d1 must hold real distances"):
+        metrics.choice(np.array([1.0]), np.array([1 + 2j]))
+
+
 def test_score_rejects_infinite_and_complex_distances():
     inf = torch.tensor([float("inf")])
     with pytest.raises(ValueError, match="must be finite"):

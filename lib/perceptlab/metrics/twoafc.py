@@ -25,7 +25,8 @@ def choice(d0: torch.Tensor, d1: torch.Tensor, tie_rtol: float = 0.0) -> torch.T
     Distances within ``tie_rtol * max(|d0|, |d1|)`` of each other count as a tie.
     """
     for name, d in (("d0", d0), ("d1", d1)):
-        if torch.is_tensor(d) and (d.is_complex() or d.dtype == torch.bool) or np.iscomplexobj(d):
+        not_real = (d.is_complex() or d.dtype == torch.bool) if torch.is_tensor(d) else np.iscomplexobj(d)
+        if not_real:
             raise ValueError(f"{name} must hold real distances, got {getattr(d, 'dtype', type(d).__name__)}")
     if not (isinstance(tie_rtol, (int, float)) and math.isfinite(tie_rtol) and tie_rtol >= 0):
         raise ValueError(f"tie_rtol must be a finite number >= 0, got {tie_rtol!r}")
