@@ -486,25 +486,24 @@ def _common_label(real, fake, extractor, feature_space: str | None) -> str:
 # --------------------------------------------------------------------------- FID
 
 
-def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
-    """FID between two :class:`FeatureStats` (:func:`frechet_distance` of their means and covariances)."""
-    for name, stats in (("real", real), ("fake", fake)):
+def fid_from_stats(real: FeatureStats, fake: FeatureStats, names: tuple[str, str] = ("real", "fake")) -> float:
+    """FID between two :class:`FeatureStats` (:func:`frechet_distance` of their means and covariances).
+
+    ``names`` are the arguments' names in the error messages.
+    """
+    for name, stats in zip(names, (real, fake)):
         if stats.n < 2:
-            raise ValueError(f"{name} must hold at least 2 feature vectors (FID needs a covariance), got {stats.n}")
+            raise ValueError(f"{name} must hold at least 2 feature vectors, rows of an (N, D) array (FID needs a "
+                             f"covariance), got N = {stats.n}")
     if real.dim != fake.dim:
-        raise ValueError(f"real and fake features must have the same dimension, got {real.dim} and {fake.dim}")
+        raise ValueError(f"{names[0]} and {names[1]} features must have the same dimension, got {real.dim} and {fake.dim}")
     return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
 
 
 def fid_from_features(f1, f2) -> float:
     """FID between two feature arrays (N1, D) and (N2, D) (numpy or torch): the Frechet distance of
     their means and unbiased covariances, as ``cleanfid.fid.fid_from_feats`` computes it."""
-    s1, s2 = FeatureStats().update(f1, "f1"), FeatureStats().update(f2, "f2")
-    for name, stats in (("f1", s1), ("f2", s2)):
-        if stats.n < 2:
-            raise ValueError(f"{name} must hold at least 2 feature vectors, rows of an (N, D) array (FID needs a "
-                             f"covariance), got N = {stats.n}")
-    return fid_from_stats(s1, s2)
+    return fid_from_stats(FeatureStats().update(f1, "f1"), FeatureStats().update(f2, "f2"), names=("f1", "f2"))
 
 
 def fid(real, fake, extractor=None, *, batch_size: int = 64, device=None, feature_space: str | None = None) -> Score:

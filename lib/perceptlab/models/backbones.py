@@ -87,6 +87,7 @@ class Backbone(nn.Module):
         self.layer_names = names
         self.weights_label = weights_label
         self.normalize = normalize
+        self._min_size: dict[int, int] = {}  # index of the deepest layer -> smallest input side (min_size)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -104,8 +105,7 @@ class Backbone(nn.Module):
         """The smallest square input (pixels) for which every layer in ``layers`` still has a
         non-empty output (pooling and unpadded convolutions shrink the image); found once by probing."""
         last = max(self.layer_names.index(l) for l in layers)
-        cache = self.__dict__.setdefault("_min_size", {})
-        if last not in cache:
+        if last not in self._min_size:
             def fits(size: int) -> bool:
                 h = torch.zeros(1, 3, size, size, dtype=self.mean.dtype, device=self.mean.device)
                 try:
@@ -121,8 +121,8 @@ class Backbone(nn.Module):
             while lo < hi:  # the smallest size that fits, in (lo - 1, hi]
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
-            cache[last] = hi
-        return cache[last]
+            self._min_size[last] = hi
+        return self._min_size[last]
 
     def run(self, h: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """The activations at ``layers`` for an input already scaled as the network expects.
@@ -132,10 +132,11 @@ class Backbone(nn.Module):
         checks and no normalisation: :meth:`forward` validates [0, 1] images and calls this;
         metrics that scale inputs their own way (LPIPS) call it directly.
         """
-        if min(h.shape[-2:]) < self.min_size(layers):
+        smallest = self.min_size(layers)
+        if min(h.shape[-2:]) < smallest:
             deepest = max(layers, key=self.layer_names.index)
-            raise ValueError(f"x must be at least {self.min_size(layers)}x{self.min_size(layers)} pixels for "
-                             f"{self.name} up to layer {deepest}, got {tuple(h.shape[-2:])}")
+            raise ValueError(f"x must be at least {smallest}x{smallest} pixels for {self.name} up to layer "
+                             f"{deepest}, got {tuple(h.shape[-2:])}")
         h = h.to(self.mean.dtype)
         last = max(self.layer_names.index(l) for l in layers)
         out: dict[str, torch.Tensor] = {}
