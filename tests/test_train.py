@@ -317,6 +317,27 @@ def test_an_unreadable_checkpoint_in_the_cache_restarts_training_with_a_warning(
     folder.mkdir()
     (folder / CHECKPOINT).write_bytes(b"left over by an older version")
     calls = []
+
+    def resuming_trainer(out_dir):  # like the library's trainers: fit() resumes from out_dir/checkpoint.pt
+        calls.append(out_dir)
+        model = torch.nn.Linear(3, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(batch, i):
+            loss = model(batch).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return {"loss": loss.item()}
+        fit(step, lambda g, i: torch.randn(4, 3, generator=g), state={"model": model, "opt": opt}, steps=3,
+            out_dir=out_dir, ckpt_every=1)
+        return model, {"steps": 3}
+
     with pytest.warns(UserWarning, match="cannot be read as a training checkpoint.*starts from the beginning"):
-        train.train_once(folder, lambda: torch.nn.Linear(3, 2), _trainer(calls), config=None)
-    assert len(calls) == 1 and not (folder / CHECKPOINT).exists()
+        model, meta = train.train_once(folder, lambda: torch.nn.Linear(3, 2), resuming_trainer, config=None)
+    assert len(calls) == 2 and meta == {"steps": 3}  # the resume failed, then a fresh run
+    assert train.load_state_file(folder / CHECKPOINT, "a training checkpoint", "")["step"] == 3  # the old file is gone
+    with pytest.raises(train.CheckpointError, match="cannot be read"):  # outside the cache the error is raised
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / CHECKPOINT).write_bytes(b"junk")
+        resuming_trainer(tmp_path / "run")

@@ -60,7 +60,7 @@ def check_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device {str(device)!r} was requested, but this machine has {torch.cuda.device_count()} "
                          "CUDA device(s)")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device 'mps' was requested, but MPS is not available here; use 'cpu'")
+        raise ValueError("device 'mps' was requested, but MPS is not available here; use 'cpu'")
     return device
 
 

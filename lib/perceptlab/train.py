@@ -10,6 +10,7 @@ sessions die; call :func:`fit` again with the same ``out_dir`` and it goes on.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,8 +92,6 @@ def load_state_file(path: Path, what: str, fix: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # RuntimeError (PytorchStreamReader), EOFError, UnpicklingError, ...
-        import pickle
-
         reason = ("it holds pickled Python objects, which are never loaded (weights_only=True), or is damaged"
                   if isinstance(exc, pickle.UnpicklingError) else str(exc).splitlines()[0][:160] if str(exc) else "")
         raise ValueError(f"{path} cannot be read as {what} ({type(exc).__name__}: {reason}). {fix}") from exc
@@ -101,12 +100,23 @@ def load_state_file(path: Path, what: str, fix: str) -> dict:
     return payload
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: unreadable, or written by another experiment."""
+
+
 def load_checkpoint(path: Path, state: Mapping[str, Any], generator: torch.Generator) -> tuple[int, History]:
-    """Restore ``state`` objects, the generator and global RNGs from ``path``; return (step, history)."""
-    payload = load_state_file(path, "a training checkpoint", "Delete it to start the run from the beginning.")
-    missing = set(state) - set(payload["state"])
+    """Restore ``state`` objects, the generator and global RNGs from ``path``; return (step, history).
+
+    Raises :class:`CheckpointError` for a file that cannot be resumed from.
+    """
+    try:
+        payload = load_state_file(path, "a training checkpoint", "Delete it to start the run from the beginning.")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+    missing = set(state) - set(payload.get("state", {}))
     if missing:
-        raise ValueError(f"checkpoint {path} lacks state for {sorted(missing)}; was it written by another experiment?")
+        raise CheckpointError(f"checkpoint {path} lacks state for {sorted(missing)}; was it written by another "
+                              "experiment?")
     for k, obj in state.items():
         obj.load_state_dict(payload["state"][k])
     generator.set_state(payload["generator"])
@@ -266,18 +276,18 @@ def train_once(folder: Path, build: Callable[[], torch.nn.Module],
         if cached is not None:
             return cached
     checkpoint = folder / CHECKPOINT
-    if checkpoint.exists() and cache and not retrain:
-        try:  # an interrupted training resumes from the cache's own checkpoint, if it can be read
-            load_state_file(checkpoint, "a training checkpoint", "")
-        except ValueError as exc:
-            import warnings
-
-            warnings.warn(f"{exc} The cache's checkpoint is not used: training starts from the beginning.",
-                          stacklevel=2)
-            retrain = True
     if retrain and checkpoint.exists():
         checkpoint.unlink()  # the library's own file in its cache folder
-    model, meta = train(folder if cache else None)
+    try:  # an interrupted training resumes from the cache's own checkpoint
+        model, meta = train(folder if cache else None)
+    except CheckpointError as exc:
+        if not cache:
+            raise
+        import warnings
+
+        warnings.warn(f"{exc} The cache's checkpoint is not used: training starts from the beginning.", stacklevel=2)
+        checkpoint.unlink()
+        model, meta = train(folder)
     meta = json.loads(json.dumps(meta))  # plain JSON types, the same whether trained now or loaded later
     if cache:
         folder.mkdir(parents=True, exist_ok=True)

@@ -560,7 +560,8 @@ def _judge(check: Check, reference: NotebookNode, cells: list[NotebookNode], pro
 def _read_submission(path: Path) -> tuple[NotebookNode | None, str | None]:
     """The submission as a notebook, or (None, why it is not one)."""
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text()
+        raw = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"the submission is not a readable JSON notebook ({type(exc).__name__}: {exc})"
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
@@ -573,7 +574,7 @@ def _read_submission(path: Path) -> tuple[NotebookNode | None, str | None]:
                 isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
             return None, f"cell {number} of the submission is malformed (its source must be text)"
     try:
-        return nbformat.reads(json.dumps(raw), as_version=4), None
+        return nbformat.reads(text, as_version=4), None
     except Exception as exc:  # anything nbformat cannot make a notebook of
         return None, f"the submission is not a valid notebook ({type(exc).__name__}: {exc})"
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import html
+import json
+import math
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 
 
@@ -61,10 +65,6 @@ def claims(notebook: str, values: Mapping[str, float], checks: Sequence[str]) ->
     results are appended to it as one JSON line and nothing is raised (the spread command).
     Returns {claim: holds}.
     """
-    import json
-    import math
-    import os
-
     values = {k: float(v) for k, v in values.items()}
     results = {c: check_claim(c, values) for c in checks}
     for c, ok in results.items():
@@ -82,7 +82,5 @@ def claims(notebook: str, values: Mapping[str, float], checks: Sequence[str]) ->
                    "the text was written for the quick preset's spread over seeds")
         if os.environ.get("PERCEPTLAB_STRICT_CLAIMS"):
             raise ClaimError(message)
-        import warnings
-
         warnings.warn(message, stacklevel=2)
     return results
