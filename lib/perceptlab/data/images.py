@@ -66,9 +66,18 @@ def load_digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(bunch.target.astype(np.int64))
 
 
-def random_crops(images: torch.Tensor, size: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` random ``size``x``size`` crops from (N, C, H, W) images (image chosen uniformly)."""
-    check_image(images, "images")
+def random_crops(images: torch.Tensor, size: int, n: int, generator: torch.Generator | None = None,
+                 return_index: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random ``size``x``size`` crops from (N, C, H, W) images (image chosen uniformly).
+
+    ``images`` are float in [0, 1] or uint8 (0-255, e.g. a large dataset kept compact); the crops
+    are float in [0, 1] either way.  With ``return_index``, also returns each crop's source image index (n,).
+    """
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        if images.dim() != 4:
+            raise ValueError(f"images must have shape (N, C, H, W), got shape {tuple(images.shape)}")
+    else:
+        check_image(images, "images")
     check_positive_int(size, "size")
     check_positive_int(n, "n")
     H, W = images.shape[-2:]
@@ -77,7 +86,11 @@ def random_crops(images: torch.Tensor, size: int, n: int, generator: torch.Gener
     idx = torch.randint(images.shape[0], (n,), generator=generator)
     top = torch.randint(H - size + 1, (n,), generator=generator)
     left = torch.randint(W - size + 1, (n,), generator=generator)
-    return torch.stack([images[i, :, t: t + size, l: l + size] for i, t, l in zip(idx.tolist(), top.tolist(), left.tolist())])
+    crops = torch.stack([images[i, :, t: t + size, l: l + size]
+                         for i, t, l in zip(idx.tolist(), top.tolist(), left.tolist())])
+    if crops.dtype == torch.uint8:
+        crops = crops.float() / 255.0
+    return (crops, idx) if return_index else crops
 
 
 class PatchDataset(torch.utils.data.Dataset):

@@ -47,6 +47,16 @@ from perceptlab.losses.registry import (
     EXEMPLAR_LAYERS,
 )
 from perceptlab.losses import registry
+from perceptlab.losses.deepsim import (
+    PAUSE_THRESHOLD,
+    make_comparator,
+    deepsim_terms,
+    deepsim_loss,
+    should_update_discriminator,
+    DeePSiMLoss,
+    deepsim_step,
+)
+
 
 __all__ = [
     "mse",
@@ -85,4 +95,11 @@ __all__ = [
     "VGG_LAYERS",
     "EXEMPLAR_LAYERS",
     "registry",
+    "PAUSE_THRESHOLD",
+    "make_comparator",
+    "deepsim_terms",
+    "deepsim_loss",
+    "should_update_discriminator",
+    "DeePSiMLoss",
+    "deepsim_step",
 ]

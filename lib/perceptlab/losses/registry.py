@@ -82,6 +82,19 @@ def _vgg(weights: str, zero_mean: bool = False, normalize: bool = False):
     return build
 
 
+#: AlexNet's rectified convolution layers (the layers LPIPS-alex reads).
+ALEX_LAYERS = ("relu1", "relu2", "relu3", "relu4", "relu5")
+
+
+def _alexnet(weights: str):
+    def build(reduction: str) -> nn.Module:
+        net = backbone("alexnet", weights, seed=0)
+        loss = feature_metric(net, ALEX_LAYERS, False, reduction)
+        loss.weights_policy, loss.seed = weights, 0  # DeePSiM's comparator builds the fc layers the same way
+        return loss
+    return build
+
+
 REGISTRY: dict[str, Entry] = {
     "l2": Entry("mean squared error of pixels",
                 lambda r: _labelled(MSELoss(r), "L2 (pixels)")),
@@ -99,6 +112,10 @@ REGISTRY: dict[str, Entry] = {
                       lambda r: _exemplar(r, normalize=False)),
     "exemplar-norm": Entry("Exemplar-CNN trained here without labels, channel-normalised",
                            lambda r: _exemplar(r, normalize=True)),
+    "alexnet-random": Entry("AlexNet, seeded random weights, relu1-relu5 (a DeePSiM comparator)",
+                            _alexnet("random")),
+    "alexnet-imagenet": Entry("AlexNet trained on ImageNet, relu1-relu5 (DeePSiM's comparator)",
+                              _alexnet("imagenet"), offline=False),
     "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
     "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
                                _vgg("imagenet", normalize=True), offline=False),

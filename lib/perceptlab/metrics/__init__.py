@@ -40,6 +40,11 @@ from perceptlab.metrics.sharpness import (
 from perceptlab.metrics.pixels import (
     pixel_w1,
 )
+from perceptlab.metrics.reconstruction import (
+    mean_pairwise_distance,
+    normalized_euclidean_error,
+)
+
 
 __all__ = [
     "NO_LABEL",
@@ -73,4 +78,6 @@ __all__ = [
     "high_frequency_fraction",
     "relative_sharpness",
     "pixel_w1",
+    "mean_pairwise_distance",
+    "normalized_euclidean_error",
 ]

@@ -1,4 +1,4 @@
-"""Networks: backbones with named layers, pretrained weights, the comparators and feature networks trained here,
+"""Networks (DeePSiM's are in :mod:`perceptlab.models.deepsim`, whose ``Discriminator`` is not re-exported here: it differs from the DCGAN one): backbones with named layers, pretrained weights, the comparators and feature networks trained here,
 Inception for FID, the DCGAN and super-resolution networks.
 """
 from perceptlab.models.weights import (
@@ -20,6 +20,8 @@ from perceptlab.models.backbones import (
     Backbone,
     zero_mean_first_layer_,
     backbone,
+    HEAD_LAYERS,
+    backbone_head,
     FeatureExtractor,
 )
 from perceptlab.models.inception import (
@@ -61,6 +63,18 @@ from perceptlab.models.dcgan import (
 from perceptlab.models.srnet import (
     SRNet,
 )
+from perceptlab.models.deepsim import (
+    LRELU_SLOPE,
+    bed_of_nails,
+    UpConv,
+    AutoEncoder,
+    kl_divergence,
+    InversionGenerator,
+    layer_table,
+    Comparator,
+    check_generator_output,
+)
+
 
 __all__ = [
     "FID_WEIGHTS_URL",
@@ -79,6 +93,8 @@ __all__ = [
     "Backbone",
     "zero_mean_first_layer_",
     "backbone",
+    "HEAD_LAYERS",
+    "backbone_head",
     "FeatureExtractor",
     "INCEPTION_WEIGHTS",
     "ARCHITECTURES",
@@ -109,4 +125,13 @@ __all__ = [
     "sample_noise",
     "generate",
     "SRNet",
+    "LRELU_SLOPE",
+    "bed_of_nails",
+    "UpConv",
+    "AutoEncoder",
+    "kl_divergence",
+    "InversionGenerator",
+    "layer_table",
+    "Comparator",
+    "check_generator_output",
 ]

@@ -224,6 +224,41 @@ def backbone(name: str, weights: str | Path = "random", *, seed: int = 0, zero_m
     return net
 
 
+#: The fully connected layers after a backbone's features, as (name, index into ``classifier``), values after the ReLU.
+HEAD_LAYERS = {"alexnet": (("fc6", 3), ("fc7", 6), ("fc8", 7)), "vgg16": (("fc6", 3), ("fc7", 6), ("fc8", 7))}
+
+
+def backbone_head(name: str, weights: str | Path = "random", *, seed: int = 0, timeout: float = 10.0) -> nn.Sequential:
+    """The classifier part of ``name`` after its features: avgpool, flatten, torchvision's ``classifier``.
+
+    The same weights policy as :func:`backbone` (and, for ``"random"``, the same seed gives the
+    weights the full torchvision model would have).  Index the result with :data:`HEAD_LAYERS`:
+    ``head[: 2 + i]`` maps the last feature map to fc6 (i = 3, after the ReLU), fc7 (6) or fc8 (7).
+    Eval mode, frozen.
+    """
+    if name not in HEAD_LAYERS:
+        raise ValueError(f"name must be one of {sorted(HEAD_LAYERS)} (networks with fully connected layers), got {name!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _torchvision_model(name)
+    if weights == "imagenet":
+        state = load_imagenet_state(name, timeout)
+        model.classifier.load_state_dict({k[len("classifier."):]: v for k, v in state.items()
+                                          if k.startswith("classifier.")})
+    elif weights != "random":
+        state = read_state_dict(Path(weights), f"a {name} state dict (torchvision's key names)",
+                                "pass the path of a good file, or weights='imagenet' or 'random'")
+        model.classifier.load_state_dict({k[len("classifier."):]: v for k, v in state.items()
+                                          if k.startswith("classifier.")})
+    for m in model.classifier.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    head = nn.Sequential(model.avgpool, nn.Flatten(), *model.classifier)
+    head.eval()
+    head.requires_grad_(False)
+    return head
+
+
 class FeatureExtractor(nn.Module):
     """Named intermediate activations of a backbone: ``forward(x) -> {layer: (N, C_l, H_l, W_l)}``."""
 

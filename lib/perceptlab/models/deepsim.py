@@ -63,9 +63,11 @@ def bed_of_nails(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
 class UpConv(nn.Module):
     """Up-convolution: :func:`bed_of_nails` x2, then a ``kernel`` x ``kernel`` convolution, output 2H x 2W.
 
-    The convolution pads k // 2 before and k - 1 - k // 2 after, so with k = 4 the block equals
-    ``nn.ConvTranspose2d(in, out, 4, stride=2, padding=1)`` with the kernel flipped and its
-    in/out axes swapped (a 'deconvolution' is exactly this); tests check the identity.
+    The convolution pads k // 2 before and k - 1 - k // 2 after.  Three quarters of the upsampled
+    input are zeros, so ``forward`` computes the same numbers as a transposed convolution with
+    the kernel flipped and its in/out axes swapped (a 'deconvolution' is exactly this), which
+    skips the multiplications by zero; :meth:`forward_explicit` is the literal definition, and
+    tests check that the two agree.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 4):
@@ -73,9 +75,15 @@ class UpConv(nn.Module):
         self.kernel = kernel
         self.conv = nn.Conv2d(in_channels, out_channels, kernel)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_explicit(self, x: torch.Tensor) -> torch.Tensor:
+        """Bed of nails, pad, convolve: the definition."""
         k = self.kernel
         return self.conv(F.pad(bed_of_nails(x), (k // 2, k - 1 - k // 2, k // 2, k - 1 - k // 2)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel
+        weight = self.conv.weight.flip(-1, -2).transpose(0, 1)
+        return F.conv_transpose2d(x, weight, self.conv.bias, stride=2, padding=k - 1 - k // 2, output_padding=k % 2)
 
 
 class Discriminator(nn.Module):
@@ -351,3 +359,45 @@ def _inside_upconv(model: nn.Module, module: nn.Module) -> bool:
 def check_generator_output(x: torch.Tensor, name: str = "output") -> torch.Tensor:
     """A generator's image (N, C, H, W): finite, floating point, any range (the output layer is linear)."""
     return check_image(x, name, value_range=None)
+
+
+class Comparator(nn.Module):
+    """C(x) of eq. 2: the activations of one layer of a frozen network (the 'comparator', Sec. 3.1).
+
+    ``net`` is a :class:`~perceptlab.models.Backbone`; ``layer`` one of its layer names, or, with a
+    ``head`` (:func:`~perceptlab.models.backbone_head`), "fc6"/"fc7"/"fc8", or "gap" for the global
+    average of the backbone's last layer (a position-free vector, like an fc layer's).
+
+    ``forward(x)`` takes images (N, 3, H, W) on the [0, 1] scale, *not* range-checked: a
+    generator's linear output may leave [0, 1] and must still be compared. ImageNet
+    normalisation is applied when the backbone does it. Returns (N, C, h, w) or (N, F).
+    The comparator's weights get no gradients; its input does.
+    """
+
+    def __init__(self, net: nn.Module, layer: str, head: nn.Sequential | None = None):
+        super().__init__()
+        from perceptlab.models.backbones import HEAD_LAYERS
+
+        self.net, self.head = net, head
+        heads = dict(HEAD_LAYERS.get(net.name, ())) if head is not None else {}
+        names = list(net.layer_names) + list(heads) + ["gap"]
+        if layer not in names:
+            raise ValueError(f"layer must be one of the {net.name} layers {names}, got {layer!r}")
+        self.layer, self._head_index = layer, heads.get(layer)
+        self.label = f"{net.name} ({net.weights_label}), layer {layer}"
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Comparator:  # always frozen, dropout off
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            raise ValueError(f"x must be a float tensor of shape (N, 3, H, W), got {tuple(x.shape)} {x.dtype}")
+        h = (x - self.net.mean) / self.net.std if self.net.normalize else x
+        if self.layer == "gap":
+            return self.net.run(h, [self.net.layer_names[-1]])[self.net.layer_names[-1]].mean(dim=(2, 3))
+        if self._head_index is None:
+            return self.net.run(h, [self.layer])[self.layer]
+        last = self.net.layer_names[-1]
+        return self.head[: 2 + self._head_index](self.net.run(h, [last])[last])
