@@ -43,6 +43,8 @@ AE_TRAIN_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "china", "immunoh
 AE_TEST_IMAGES = ("cat", "flower", "retina", "hubble_deep_field", "camera", "coins", "moon", "clock")
 #: The autoencoders of Table 3, by name.
 AE_LOSSES = ("se", "l1", "deepsim-exemplar", "deepsim-alexnet")
+#: Phi's features of an inversion training set are computed once if they take at most this many bytes.
+FEATURE_CACHE_BYTES = 1 << 30
 #: Inversion losses of the ablation (Fig. 7): (lambda_feat, lambda_adv, lambda_img) switched on or off.
 ABLATION = {"image": (0, 0, 1), "feature": (1, 0, 0), "feature+adv": (1, 1, 0), "full": (1, 1, 1)}
 
@@ -90,7 +92,7 @@ class InversionConfig(PresetConfig):
 
     FULL: ClassVar[dict] = dict(data="imagenet", image_size=256, net="alexnet-imagenet", layer="fc6",
                                 comparator="alexnet-imagenet", comparator_layer="pool5", width=1.0, d_width=1.0,
-                                steps=200_000, batch=64, lr=2e-4, n_test=2000, ckpt_every=2000, lambda_adv=0.01)
+                                steps=200_000, batch=64, lr=2e-4, n_test=2000, n_train=100_000, ckpt_every=2000, lambda_adv=0.01)
 
     data: str = "bundled"  # "bundled" or "imagenet" (an ImageFolder under <data_dir>/imagenet/{train,val})
     image_size: int = 32
@@ -99,16 +101,17 @@ class InversionConfig(PresetConfig):
     layer: str = "gap"
     comparator: str = "exemplar"
     comparator_layer: str = "relu3"
-    width: float = 0.25
+    width: float = 0.125
     d_width: float = 0.25
+    n_train: int = 4096
     loss: str = "full"  # a key of ABLATION
     lambda_feat: float = 1.0
     lambda_adv: float = 0.01
     lambda_img: float = 1.0
     threshold: float = 0.1
-    steps: int = 500
-    batch: int = 64
-    lr: float = 2e-4
+    steps: int = 250
+    batch: int = 32  # the paper: 64 (full)
+    lr: float = 1e-3  # the paper: 2e-4 (full)
     n_test: int = 256
     seed: int = field(default_factory=default_seed)
     ckpt_every: int = 250
@@ -172,9 +175,9 @@ def ae_objective(config: AEConfig, device, reference: torch.Tensor) -> tuple[Cal
     if config.loss == "l1":
         return l1_any, None
     if config.loss == "deepsim-exemplar":
-        comp = exemplar_comparator(config.exemplar_layer, "full" if config.data == "stl10" else "quick", device)
+        comp = comparator_for("exemplar", config.exemplar_layer, _preset_of(config), device)
     else:
-        comp = make_comparator(config.alexnet, config.alexnet_layer)
+        comp = comparator_for(config.alexnet, config.alexnet_layer, _preset_of(config), device)
     return _deepsim(comp, config, device, reference)
 
 
@@ -206,6 +209,19 @@ def exemplar_comparator(layer: str, preset: str, device) -> Comparator:
     from perceptlab.models.exemplar import ExemplarConfig, exemplar_cnn
 
     return Comparator(exemplar_cnn(ExemplarConfig.for_preset(preset), device=device), layer)
+
+
+def _preset_of(config) -> str:
+    """The preset a config's data belongs to (bundled images: quick), for the comparators it trains."""
+    return "quick" if config.data == "bundled" else "full"
+
+
+def comparator_for(name: str, layer: str, preset: str, device) -> Comparator:
+    """A comparator by registered metric name and layer; "exemplar" is the Exemplar-CNN of ``preset``
+    (Chapter 2's network, trained once and cached), whatever the global preset is."""
+    if name == "exemplar":
+        return exemplar_comparator(layer, preset, device)
+    return make_comparator(name, layer).to(device)
 
 
 def mse_any(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -388,7 +404,7 @@ def run_autoencoders(config: AEConfig, device="cpu", losses: tuple[str, ...] = A
     """
     device = check_device(device)
     data = ae_data(config)
-    preset = "full" if config.data == "stl10" else "quick"
+    preset = _preset_of(config)
     feature_net = exemplar_comparator(config.exemplar_layer, preset, device)
     extractor = realism_extractor(preset, device)
     models, meta, metrics, recon = {}, {}, {}, {}
@@ -406,12 +422,17 @@ def run_autoencoders(config: AEConfig, device="cpu", losses: tuple[str, ...] = A
 
 
 def inversion_data(config: InversionConfig) -> dict[str, torch.Tensor]:
-    """``train`` (images to crop from) and ``test`` (fixed held-out crops) for inversion."""
+    """``train`` (``config.n_train`` fixed training images, uint8) and ``test`` (held-out images, float).
+
+    bundled: crops of :data:`AE_TRAIN_IMAGES` and of the held-out :data:`AE_TEST_IMAGES`.
+    Inversion learns from a fixed set (as from ImageNet's training set), so Phi's features of
+    the training set can be computed once (:func:`train_inverter`)."""
     g = torch.Generator().manual_seed(config.seed + 11)
     if config.data == "bundled":
         held_out = _bundled(AE_TEST_IMAGES, config.source_size)
-        return {"train": _bundled(AE_TRAIN_IMAGES, config.source_size),
-                "test": random_crops(held_out, config.image_size, config.n_test, g)}
+        test = random_crops(held_out, config.image_size, config.n_test, g)
+        train = random_crops(_bundled(AE_TRAIN_IMAGES, config.source_size), config.image_size, config.n_train, g)
+        return {"train": (train * 255).round().to(torch.uint8), "test": test}
     if config.data == "imagenet":
         return imagenet_data(config, g)
     raise ValueError(f"config.data must be 'bundled' or 'imagenet', got {config.data!r}")
@@ -420,8 +441,7 @@ def inversion_data(config: InversionConfig) -> dict[str, torch.Tensor]:
 def imagenet_data(config: InversionConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
     """ILSVRC-2012 as an image folder under ``<data_dir>/imagenet/{train,val}`` (hand-placed: ImageNet
     needs a login, so there is no download), resized to ``config.image_size``; ``train`` holds
-    ``config.steps`` x ``config.batch`` / 100 random training images as uint8, ``test`` ``n_test``
-    validation images."""
+    ``config.n_train`` random training images as uint8, ``test`` ``n_test`` validation images."""
     from perceptlab.config import data_dir
     from perceptlab.data.datasets import DataUnavailableError
     from perceptlab.imaging.convert import read_image, to_uint8
@@ -440,15 +460,12 @@ def imagenet_data(config: InversionConfig, g: torch.Generator) -> dict[str, torc
         return torch.cat([to_uint8(resize(read_image(paths[i]).expand(-1, 3, -1, -1), config.image_size))
                           for i in pick])
 
-    n_train = max(config.batch, config.steps * config.batch // 100)
-    return {"train": load(files["train"], n_train), "test": load(files["val"], config.n_test).float() / 255}
+    return {"train": load(files["train"], config.n_train), "test": load(files["val"], config.n_test).float() / 255}
 
 
 def feature_network(config: InversionConfig, device="cpu") -> Comparator:
     """Phi, the network layer whose features are inverted (``config.net`` at ``config.layer``)."""
-    if config.net == "exemplar":
-        return exemplar_comparator(config.layer, "quick" if config.data == "bundled" else "full", device)
-    return make_comparator(config.net, config.layer).to(device)
+    return comparator_for(config.net, config.layer, _preset_of(config), device)
 
 
 def build_inverter(config: InversionConfig, phi: nn.Module) -> InversionGenerator:
@@ -470,9 +487,7 @@ def train_inverter(config: InversionConfig, device="cpu", out_dir: str | Path | 
     start = time.perf_counter()
     data = data or inversion_data(config)
     phi = feature_network(config, device)
-    comp = exemplar_comparator(config.comparator_layer, "quick" if config.data == "bundled" else "full", device) \
-        if config.comparator == "exemplar" else make_comparator(config.comparator, config.comparator_layer)
-    feature_dim = None
+    comp = comparator_for(config.comparator, config.comparator_layer, _preset_of(config), device)
     with torch.no_grad():
         f = phi(torch.zeros(1, 3, config.image_size, config.image_size, device=device))
     feature_dim = f[0].numel() if f.dim() == 2 else None  # Sec. 3.1: D also sees the (vector) features
@@ -482,11 +497,21 @@ def train_inverter(config: InversionConfig, device="cpu", out_dir: str | Path | 
     torch.manual_seed(config.seed)
     G = build_inverter(config, phi).to(device)
 
-    def sample(g: torch.Generator, step: int):
-        crops = random_crops(source, config.image_size, config.batch, g).to(device)
+    n = source.shape[0]
+    cached = None  # Phi of the whole training set, computed once when it fits in FEATURE_CACHE_BYTES
+    if n * f[0].numel() * 4 <= FEATURE_CACHE_BYTES:
         with torch.no_grad():
-            feats = phi(crops)
-        return feats, crops, feats if feature_dim else None
+            cached = torch.cat([phi(c.float() / 255) for c in source.split(256)])
+
+    def sample(g: torch.Generator, step: int):
+        idx = torch.randint(n, (config.batch,), generator=g).to(device)
+        images = source[idx].float() / 255
+        if cached is not None:
+            feats = cached[idx]
+        else:
+            with torch.no_grad():
+                feats = phi(images)
+        return feats, images, feats if feature_dim else None
 
     history = train_generator(G, objective, disc, sample, config, out_dir, stop_after,
                               desc=f"inverting {config.layer} ({config.loss})")
@@ -567,7 +592,7 @@ def inversion_errors(outputs: torch.Tensor, targets: torch.Tensor, phi: nn.Modul
 
 
 def run_inversion(config: InversionConfig, device="cpu", losses: tuple[str, ...] = tuple(ABLATION),
-                  cache: bool = True, mv_steps: int = 200) -> dict:
+                  cache: bool = True, mv_steps: int = 100, mv_images: int = 32) -> dict:
     """Invert ``config.layer`` with each loss of ``losses`` (Fig. 7) and by optimisation (eq. 8);
     errors as in Fig. 8.  Returns ``models``, ``meta``, ``metrics`` ({method: errors and sharpness}),
     ``test``, ``reconstructions`` ({method: first 16}), ``phi`` and labels."""
@@ -584,7 +609,7 @@ def run_inversion(config: InversionConfig, device="cpu", losses: tuple[str, ...]
         metrics[loss] = {**inversion_errors(out, test, phi), **image_metrics(out, test)}
         recon[loss] = out[:16].clamp(0, 1)
     if mv_steps:
-        k = min(64, test.shape[0])
+        k = min(mv_images, test.shape[0])
         out = invert_by_optimization(phi, test[:k], steps=mv_steps, seed=config.seed)
         metrics["optimization"] = {**inversion_errors(out, test[:k], phi), **image_metrics(out, test[:k])}
         recon["optimization"] = out[:16]

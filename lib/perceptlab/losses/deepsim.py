@@ -56,21 +56,29 @@ def make_comparator(name: str, layer: str) -> Comparator:
     return Comparator(net, layer, head)
 
 
-def deepsim_terms(output: torch.Tensor, target: torch.Tensor, comparator: nn.Module,
-                  fake_logits: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """The three generator terms, each a scalar: ``feat`` (eq. 2), ``adv`` (eq. 4; 0 without logits), ``img`` (eq. 5).
+def deepsim_terms(output: torch.Tensor, target: torch.Tensor, comparator: nn.Module | None,
+                  fake_logits: torch.Tensor | None, need: tuple[str, ...] = ("feat", "adv", "img")) -> dict[str, torch.Tensor]:
+    """The three generator terms, each a scalar: ``feat`` (eq. 2), ``adv`` (eq. 4), ``img`` (eq. 5).
 
     ``output``: the generator's images (N, C, H, W), any range (linear output layer);
     ``target``: (N, C, H, W) in [0, 1]; ``fake_logits``: D's logits of ``output`` (N,).
+    Terms not in ``need`` (weight 0) are not computed and are returned as 0.
     """
     check_generator_output(output, "output")
     check_image(target, "target")
     check_same_shape(output, target, "output", "target")
-    with torch.no_grad():
-        c_target = comparator(target)
-    terms = {"feat": (comparator(output) - c_target).pow(2).flatten(1).mean(1).mean(),
-             "img": (output - target).pow(2).flatten(1).mean(1).mean()}
-    terms["adv"] = generator_loss(fake_logits) if fake_logits is not None else output.new_zeros(())
+    zero = output.new_zeros(())
+    terms = {"feat": zero, "adv": zero, "img": zero}
+    if "feat" in need:
+        if comparator is None:
+            raise ValueError("comparator must be given when the feature term is used")
+        with torch.no_grad():
+            c_target = comparator(target)
+        terms["feat"] = (comparator(output) - c_target).pow(2).flatten(1).mean(1).mean()
+    if "img" in need:
+        terms["img"] = (output - target).pow(2).flatten(1).mean(1).mean()
+    if "adv" in need and fake_logits is not None:
+        terms["adv"] = generator_loss(fake_logits)
     return terms
 
 
@@ -79,7 +87,8 @@ def deepsim_loss(output: torch.Tensor, target: torch.Tensor, comparator: nn.Modu
     """Eq. 1: lambda_feat L_feat + lambda_adv L_adv + lambda_img L_img (see :func:`deepsim_terms`), a scalar."""
     w = [_check_weight(v, n) for v, n in ((lambda_feat, "lambda_feat"), (lambda_adv, "lambda_adv"),
                                           (lambda_img, "lambda_img"))]
-    t = deepsim_terms(output, target, comparator, fake_logits)
+    need = tuple(k for k, v in zip(("feat", "adv", "img"), w) if v > 0)
+    t = deepsim_terms(output, target, comparator, fake_logits, need)
     return w[0] * t["feat"] + w[1] * t["adv"] + w[2] * t["img"]
 
 
@@ -109,7 +118,7 @@ class DeePSiMLoss(nn.Module):
     ``self.terms``; :meth:`discriminator_step` is D's half of a training step.
     """
 
-    def __init__(self, comparator: nn.Module | tuple[str, str], discriminator: nn.Module | None,
+    def __init__(self, comparator: nn.Module | tuple[str, str] | None, discriminator: nn.Module | None,
                  lambda_feat: float = 1.0, lambda_adv: float = 1.0, lambda_img: float = 1.0,
                  threshold: float = PAUSE_THRESHOLD):
         super().__init__()
@@ -119,12 +128,15 @@ class DeePSiMLoss(nn.Module):
         self.threshold = _check_weight(threshold, "threshold")
         if isinstance(comparator, tuple):
             comparator = make_comparator(*comparator)
-        if not callable(comparator):
+        if comparator is None and self.lambda_feat > 0:
+            raise ValueError("comparator must be given when lambda_feat > 0")
+        if comparator is not None and not callable(comparator):
             raise ValueError(f"comparator must be a module C(x) or a (metric name, layer) pair, got {comparator!r}")
         if discriminator is None and self.lambda_adv > 0:
             raise ValueError("discriminator must be given when lambda_adv > 0")
         self.comparator = comparator
-        self.comparator.requires_grad_(False)
+        if comparator is not None:
+            comparator.requires_grad_(False)
         self.discriminator = discriminator
         self.terms: dict[str, float] = {}
 
@@ -132,7 +144,9 @@ class DeePSiMLoss(nn.Module):
         logits = None
         if self.discriminator is not None and self.lambda_adv > 0:
             logits = self.discriminator(output, features) if features is not None else self.discriminator(output)
-        t = deepsim_terms(output, target, self.comparator, logits)
+        need = tuple(k for k, w in (("feat", self.lambda_feat), ("adv", self.lambda_adv), ("img", self.lambda_img))
+                     if w > 0)
+        t = deepsim_terms(output, target, self.comparator, logits, need)
         self.terms = {k: float(v.detach()) for k, v in t.items()}
         return self.lambda_feat * t["feat"] + self.lambda_adv * t["adv"] + self.lambda_img * t["img"]
 
