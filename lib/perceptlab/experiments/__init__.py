@@ -19,6 +19,7 @@ from perceptlab.config import default_device
 from perceptlab.config import preset as active_preset
 from perceptlab.experiments.agreement import AgreementConfig, run_agreement
 from perceptlab.experiments.dcgan import GANConfig, run_gan
+from perceptlab.experiments.deepsim import AEConfig, InversionConfig, run_autoencoders, run_inversion
 from perceptlab.experiments.gan1d import GAN1DConfig, run_gan1d
 from perceptlab.experiments.gim import GIMConfig, PerceptualGIMConfig, run_gim
 from perceptlab.experiments.superres import SRConfig, run_superres
@@ -101,6 +102,26 @@ def _gan1d(config: GAN1DConfig, device, out_dir) -> dict:
     return {"metrics": result["metrics"], "images": {}}
 
 
+def _deepsim_ae(config: AEConfig, device, out_dir) -> dict:
+    """The four autoencoders of Table 3 (SE, L1, DeePSiM with two comparators), Tables 3 and 4 as metrics."""
+    result = run_autoencoders(config, device)
+    metrics = {f"{loss}_{k}": v for loss, m in result["metrics"].items() for k, v in m.items()}
+    metrics.update(feature_space=result["feature_space"], fid_space=result["fid_space"],
+                   **{f"{loss}_label": meta["label"] for loss, meta in result["meta"].items()},
+                   **{f"{loss}_train_seconds": meta["train_seconds"] for loss, meta in result["meta"].items()})
+    images = {"test": result["test"][:16], **{f"recon_{k}": v for k, v in result["reconstructions"].items()}}
+    return {"metrics": metrics, "images": images}
+
+
+def _deepsim_invert(config: InversionConfig, device, out_dir) -> dict:
+    """Inversion of ``config.layer`` with the ablation's four losses and by optimisation (Figs. 7, 8)."""
+    result = run_inversion(config, device)
+    metrics = {f"{method}_{k}": v for method, m in result["metrics"].items() for k, v in m.items()}
+    metrics.update(phi=result["phi_label"], **{f"{k}_label": meta["label"] for k, meta in result["meta"].items()})
+    images = {"test": result["test"][:16], **{f"recon_{k}": v for k, v in result["reconstructions"].items()}}
+    return {"metrics": metrics, "images": images}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
     "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
@@ -108,6 +129,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "agreement": Experiment(AgreementConfig, _agreement, "2AFC agreement of pixel, SSIM and feature distances (Chapter 2)"),
     "gan": Experiment(GANConfig, _gan, "DCGAN on digits (quick) or CelebA 64x64 (full) (Chapter 3)"),
     "gan1d": Experiment(GAN1DConfig, _gan1d, "A 1-D GAN whose discriminator approaches D* (Chapter 3)"),
+    "deepsim-ae": Experiment(AEConfig, _deepsim_ae, "Autoencoders with SE, L1 and DeePSiM losses (Chapter 4)"),
+    "deepsim-invert": Experiment(InversionConfig, _deepsim_invert, "Inverting a network's features with DeePSiM "
+                                 "(Chapter 4)"),
 }
 
 

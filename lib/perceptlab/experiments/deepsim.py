@@ -396,17 +396,26 @@ def evaluate_autoencoder(model: AutoEncoder, data: dict, config: AEConfig, extra
     return metrics
 
 
-def run_autoencoders(config: AEConfig, device="cpu", losses: tuple[str, ...] = AE_LOSSES, cache: bool = True) -> dict:
+def run_autoencoders(config: AEConfig, device="cpu", losses: tuple[str, ...] = AE_LOSSES, cache: bool = True,
+                     extractor: nn.Module | None = None) -> dict:
     """Train (or load) one autoencoder per loss of ``losses`` and evaluate them (Tables 3 and 4).
 
-    Returns ``models``, ``meta``, ``metrics`` ({loss: metrics}), ``test`` crops, ``reconstructions``
-    ({loss: the first 16 test reconstructions}), ``feature_space`` and ``fid_space`` (labels).
+    ``extractor``: the FID/KID feature space (default :func:`realism_extractor` of the preset).
+    Data, extractor and comparators are all loaded before any training, so missing data or
+    weights fail within seconds.  Returns ``models``, ``meta``, ``metrics`` ({loss: metrics}),
+    ``test`` crops, ``reconstructions`` ({loss: the first 16 test reconstructions}),
+    ``feature_space`` and ``fid_space`` (labels).
     """
     device = check_device(device)
+    bad = [l for l in losses if l not in AE_LOSSES]
+    if bad or not losses:
+        raise ValueError(f"losses must be a non-empty subset of {AE_LOSSES}, got {losses!r}")
     data = ae_data(config)
     preset = _preset_of(config)
+    extractor = extractor if extractor is not None else realism_extractor(preset, device)
     feature_net = exemplar_comparator(config.exemplar_layer, preset, device)
-    extractor = realism_extractor(preset, device)
+    if "deepsim-alexnet" in losses:
+        comparator_for(config.alexnet, config.alexnet_layer, preset, device)  # fail fast without weights
     models, meta, metrics, recon = {}, {}, {}, {}
     for loss in losses:
         cfg = replace(config, loss=loss)
