@@ -66,6 +66,8 @@ class AEConfig(PresetConfig):
     width: float = 0.5
     d_width: float = 0.25
     code_channels: int = 8
+    variational: bool = False  # the VAE of Sec. 4.2: a sampled code and the KL term of eq. 7
+    kl_weight: float = 1e-3  # set by hand, as in the paper
     loss: str = "deepsim-exemplar"  # one of AE_LOSSES
     exemplar_layer: str = "relu3"
     alexnet: str = "alexnet-random"
@@ -239,13 +241,15 @@ def l1_any(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def train_generator(generator: nn.Module, objective: Callable | DeePSiMLoss, discriminator: nn.Module | None,
                     sample: Callable[[torch.Generator, int], tuple], config, out_dir: str | Path | None = None,
-                    stop_after: int | None = None, desc: str = "generator") -> History:
+                    stop_after: int | None = None, desc: str = "generator",
+                    extra_loss: Callable[[], torch.Tensor] | None = None) -> History:
     """Train ``generator`` on batches ``sample(g, step) -> (inputs, targets, d_features)`` with :func:`fit`.
 
     Every step is :func:`perceptlab.losses.deepsim_step`: D's update (skipped while
     L_discr / L_adv < ``config.threshold``) then G's.  Adam with ``config.lr`` and betas
     (0.9, 0.999) for both.  Records ``loss`` and, for DeePSiM, ``feat``, ``adv``, ``img``,
-    ``loss_discr``, ``d_updated``.  Checkpoints G, D, both optimisers and the history.
+    ``loss_discr``, ``d_updated``.  ``extra_loss`` is added to G's loss (the VAE's KL term).
+    Checkpoints G, D, both optimisers and the history.
     """
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(0.9, 0.999))
     state: dict = {"G": generator, "opt_g": opt_g}
@@ -258,7 +262,7 @@ def train_generator(generator: nn.Module, objective: Callable | DeePSiMLoss, dis
 
     def step_fn(batch, step: int) -> dict:
         inputs, targets, feats = batch
-        return deepsim_step(generator, objective, opt_g, opt_d, inputs, targets, feats)
+        return deepsim_step(generator, objective, opt_g, opt_d, inputs, targets, feats, extra_loss)
 
     history = fit(step_fn, sample, state=state, steps=config.steps, seed=config.seed, out_dir=out_dir,
                   ckpt_every=config.ckpt_every, stop_after=stop_after, desc=desc)
@@ -276,17 +280,37 @@ def train_autoencoder(config: AEConfig, device="cpu", out_dir: str | Path | None
     reference = random_crops(source, config.image_size, 256, torch.Generator().manual_seed(config.seed + 6))
     objective, disc = ae_objective(config, device, reference)
     torch.manual_seed(config.seed)
-    ae = AutoEncoder(3, config.image_size, config.code_channels, config.width).to(device)
+    ae = build_autoencoder(config).to(device)
+    if config.variational and not (math.isfinite(config.kl_weight) and config.kl_weight >= 0):
+        raise ValueError(f"config.kl_weight must be a non-negative number, got {config.kl_weight!r}")
 
     def sample(g: torch.Generator, step: int):
         crops = random_crops(source, config.image_size, config.batch, g).to(device)
         return crops, crops, None
 
+    kl = (lambda: config.kl_weight * ae.kl) if config.variational else None
     history = train_generator(ae, objective, disc, sample, config, out_dir, stop_after,
-                              desc=f"autoencoder {config.loss}")
+                              desc=f"{'VAE' if config.variational else 'autoencoder'} {config.loss}", extra_loss=kl)
     meta = {"train_seconds": time.perf_counter() - start, "history": history.records,
             "label": ae_label(config, objective)}
     return ae.cpu(), meta
+
+
+def build_autoencoder(config: AEConfig) -> AutoEncoder:
+    """Table 2's autoencoder at ``config``'s sizes (the VAE variant with ``config.variational``)."""
+    return AutoEncoder(3, config.image_size, config.code_channels, config.width, variational=config.variational)
+
+
+@torch.no_grad()
+def sample_vae(model: AutoEncoder, n: int, seed: int = 0) -> torch.Tensor:
+    """Images decoded from codes z ~ N(0, I) (Sec. 4.2: "sampling the latent variables from a standard
+    Gaussian"); raw decoder outputs (N, 3, H, W)."""
+    if not model.variational:
+        raise ValueError("model must be a VAE (AutoEncoder(variational=True))")
+    side = model.image_size // 8
+    z = torch.randn(n, model.code_channels, side, side, generator=torch.Generator().manual_seed(seed))
+    model.eval()
+    return model.decode(z.to(next(model.parameters()).device)).cpu()
 
 
 def ae_label(config: AEConfig, objective) -> str:
@@ -304,8 +328,7 @@ def autoencoder(config: AEConfig, device="cpu", cache: bool = True, retrain: boo
                 data: dict | None = None) -> tuple[AutoEncoder, dict]:
     """The trained autoencoder of ``config`` (trained once, cached by config, resumable); returns (model, meta)."""
     device = check_device(device)
-    model, meta = train_once(cache_path("ae", config),
-                             lambda: AutoEncoder(3, config.image_size, config.code_channels, config.width),
+    model, meta = train_once(cache_path("ae", config), lambda: build_autoencoder(config),
                              lambda out: train_autoencoder(config, device, out, data=data),
                              cache=cache, retrain=retrain, config=asdict(config))
     return model.eval(), meta

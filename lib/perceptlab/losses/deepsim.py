@@ -176,13 +176,16 @@ class DeePSiMLoss(nn.Module):
 
 def deepsim_step(generator: nn.Module, objective: DeePSiMLoss | Callable, opt_g: torch.optim.Optimizer,
                  opt_d: torch.optim.Optimizer | None, inputs: torch.Tensor, targets: torch.Tensor,
-                 d_features: torch.Tensor | None = None) -> dict[str, float]:
+                 d_features: torch.Tensor | None = None,
+                 extra_loss: Callable[[], torch.Tensor] | None = None) -> dict[str, float]:
     """One training step of Sec. 3.2: D's update (skipped while L_discr / L_adv < threshold), then G's.
 
     ``objective`` is a :class:`DeePSiMLoss` or a plain ``loss(output, target)`` (SE, L1; then
     there is no D).  G's loss uses D *after* its update; D's parameters get no gradient from
     G's step.  Returns ``loss`` (G's) and, for DeePSiM, ``feat``, ``adv``, ``img`` and, with a
     discriminator, ``loss_discr``, ``loss_adv`` (before G's step) and ``d_updated`` (1 or 0).
+    ``extra_loss()``, called after G's forward pass, is added to G's loss and logged as ``extra``
+    (the VAE's weighted KL term, eq. 7).
     """
     output = generator(inputs)
     record: dict[str, float] = {}
@@ -195,6 +198,10 @@ def deepsim_step(generator: nn.Module, objective: DeePSiMLoss | Callable, opt_g:
         disc.requires_grad_(False)
     try:
         loss = objective(output, targets, d_features) if deepsim else objective(output, targets)
+        if extra_loss is not None:
+            extra = extra_loss()
+            record["extra"] = float(extra.detach())
+            loss = loss + extra
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
