@@ -73,9 +73,8 @@ import sys
 import time
 from dataclasses import replace
 
-import torch
-
 import perceptlab
+import torch
 from perceptlab.experiments.deepsim import AEConfig, ae_objective
 from perceptlab.losses import DeePSiMLoss, deepsim_step
 from perceptlab.models.deepsim import AutoEncoder

@@ -22,16 +22,15 @@ from perceptlab import experiments
 from perceptlab.data.datasets import DataUnavailableError
 from perceptlab.experiments import deepsim as ds
 from perceptlab.models import exemplar
-from perceptlab.models.backbones import backbone
-from perceptlab.models.deepsim import Comparator, InversionGenerator
+from perceptlab.models.deepsim import InversionGenerator
 from perceptlab.models.weights import imagenet_weights, imagenet_weights_path
 from perceptlab.train import CHECKPOINT
 
 TINY_AE = dict(image_size=32, source_size=64, width=0.125, d_width=0.125, steps=4, batch=4, n_test=8,
                n_cls_train=16, n_cls_test=8, cls_folds=2, fid_n=4, ckpt_every=2, alexnet="alexnet-random",
                alexnet_layer="relu2")
-TINY_INV = dict(image_size=64, source_size=96, net="alexnet-random", layer="fc6", comparator="alexnet-random",
-                comparator_layer="relu2", width=1 / 16, d_width=0.125, n_train=8, steps=4, batch=4, n_test=4,
+#: The quick inversion (the Exemplar-CNN's pooled features, the Exemplar-CNN as comparator) at toy sizes.
+TINY_INV = dict(image_size=32, source_size=64, width=0.125, d_width=0.125, n_train=8, steps=4, batch=4, n_test=4,
                 ckpt_every=2)
 #: Exemplar-CNN comparators at toy sizes: the quick one on two bundled images, the full one on the STL stand-in.
 TINY_EXEMPLAR_QUICK = dict(images=("coins", "moon"), image_size=64, n_classes=4, patch=16, context=32,
@@ -103,9 +102,9 @@ def _checkpoint(folder: Path) -> dict:
 # --------------------------------------------------------------------------- exact resume
 
 
-@pytest.mark.parametrize("loss", ["deepsim-alexnet", "se"])
-def test_autoencoder_training_resumes_bit_identically(tmp_path, ae_config, ae_data, loss):
-    config = replace(ae_config, loss=loss, steps=4)
+@pytest.mark.parametrize("loss, variational", [("deepsim-alexnet", False), ("se", False), ("se", True)])
+def test_autoencoder_training_resumes_bit_identically(tmp_path, ae_config, ae_data, loss, variational):
+    config = replace(ae_config, loss=loss, steps=4, variational=variational)
     full, meta_full = ds.train_autoencoder(config, out_dir=tmp_path / "a", data=ae_data)
     _, meta_stopped = ds.train_autoencoder(config, out_dir=tmp_path / "b", stop_after=2, data=ae_data)
     assert len(meta_stopped["history"]) == 2 and _checkpoint(tmp_path / "b")["step"] == 2
@@ -121,8 +120,9 @@ def test_autoencoder_training_resumes_bit_identically(tmp_path, ae_config, ae_da
         assert {"feat", "adv", "img", "loss_discr", "loss_adv", "d_updated"} <= set(meta_full["history"][0])
 
 
-def test_inverter_training_resumes_bit_identically(tmp_path, inv_data):
+def test_inverter_training_resumes_bit_identically(tmp_path, inv_data, tiny_exemplars):
     config = ds.InversionConfig(**TINY_INV, loss="full")
+    assert (config.net, config.layer, config.comparator) == ("exemplar", "gap", "exemplar")
     full, meta_full = ds.train_inverter(config, out_dir=tmp_path / "a", data=inv_data)
     ds.train_inverter(config, out_dir=tmp_path / "b", stop_after=2, data=inv_data)
     assert _checkpoint(tmp_path / "b")["step"] == 2
@@ -131,9 +131,54 @@ def test_inverter_training_resumes_bit_identically(tmp_path, inv_data):
     assert_same(meta_full["history"], meta_resumed["history"])
     assert_same(_checkpoint(tmp_path / "a")["state"], _checkpoint(tmp_path / "b")["state"])
     assert "d_updated" in meta_full["history"][-1]
-    # the generator inverts fc6 (fc mode, 4096 features) at the configured size
-    assert isinstance(full, InversionGenerator) and full.mode == "fc" and full.in_features == 4096
-    assert full(torch.zeros(1, 4096)).shape == (1, 3, 64, 64)
+    # the generator inverts the pooled relu3 features (a vector: fc mode) at the configured size
+    assert isinstance(full, InversionGenerator) and full.mode == "fc" and full.in_features == 8
+    assert full(torch.zeros(1, 8)).shape == (1, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_random_crops_of_uint8_images_equal_the_float_crops_and_name_their_source():
+    from perceptlab.data.images import random_crops
+
+    images = torch.randint(0, 256, (3, 3, 12, 10), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    a, idx = random_crops(images, 6, 20, torch.Generator().manual_seed(1), return_index=True)
+    b = random_crops(images.float() / 255, 6, 20, torch.Generator().manual_seed(1))
+    assert a.dtype == torch.float32 and torch.equal(a, b)
+    assert idx.shape == (20,) and set(idx.tolist()) <= {0, 1, 2}
+    for crop, i in zip(a, idx.tolist()):  # each crop is a window of the image it names
+        windows = (images[i].float() / 255).unfold(1, 6, 1).unfold(2, 6, 1)  # (3, 7, 5, 6, 6)
+        assert (windows == crop[:, None, None]).flatten(3).all(3).all(0).any()
+
+
+def test_quick_code_classification_labels_are_the_held_out_photographs(ae_config, ae_data):
+    crops, labels = ae_data["cls_train"]
+    assert crops.shape == (ae_config.n_cls_train, 3, 32, 32) and labels.dtype == torch.int64
+    assert set(labels.tolist()) <= set(range(len(ds.AE_TEST_IMAGES)))
+    assert ae_data["train"].shape[0] == len(ds.AE_TRAIN_IMAGES)
+
+
+# --------------------------------------------------------------------------- the VAE variant (Sec. 4.2)
+
+
+def test_vae_training_adds_the_weighted_kl_term_and_samples_from_the_prior(ae_config, ae_data):
+    config = replace(ae_config, loss="se", steps=2, variational=True, kl_weight=0.5)
+    model, meta = ds.autoencoder(config, data=ae_data)
+    assert model.variational and not model.training
+    for record in meta["history"]:
+        assert record["extra"] >= 0 and record["loss"] >= record["extra"]  # SE + 0.5 KL, KL >= 0
+    again, _ = ds.autoencoder(config, data=ae_data)  # the cache rebuilds a VAE to load the weights into
+    _state_equal(model, again)
+    samples = ds.sample_vae(model, 5, seed=3)
+    assert samples.shape == (5, 3, 32, 32) and torch.equal(samples, ds.sample_vae(model, 5, seed=3))
+    z = torch.randn(5, 8, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(samples, model.decode(z))
+    with pytest.raises(ValueError, match="model"):
+        ds.sample_vae(ds.build_autoencoder(replace(config, variational=False)), 2)
+    with pytest.raises(ValueError, match="kl_weight"):
+        ds.train_autoencoder(replace(config, kl_weight=-1.0), data=ae_data)
 
 
 # --------------------------------------------------------------------------- the pause rule in training
@@ -260,7 +305,18 @@ def test_full_preset_inversion_runs_on_an_imagenet_stand_in(tmp_path, monkeypatc
 
 
 def test_missing_stl10_raises_quickly_naming_where_to_put_it(tmp_path, monkeypatch):
+    import dataclasses
+    import socket
+
+    from perceptlab.data import datasets
+
     monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path / "data"))
+    with socket.socket() as s:  # a port nothing listens on: the download fails at once, online or not
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/stl10_binary.tar.gz"
+    spec = datasets.REGISTRY["stl10"]
+    monkeypatch.setitem(datasets.REGISTRY, "stl10", dataclasses.replace(
+        spec, resources=(dataclasses.replace(spec.resources[0], url=url),)))
     start = time.monotonic()
     with pytest.raises(DataUnavailableError) as info:
         ds.run_autoencoders(_full_ae_config(), losses=("se",), extractor=TinyExtractor())

@@ -272,6 +272,13 @@ def test_deepsim_step_updates_d_before_computing_gs_loss():
     assert set(record) == {"loss", "feat", "adv", "img", "loss_discr", "loss_adv", "d_updated"}
 
 
+def test_deepsim_step_restores_ds_trainable_flags_as_they_were():
+    G, d, objective, opt_g, opt_d, x = _step_setup(threshold=0.0)
+    d.fc.bias.requires_grad_(False)  # a parameter frozen on purpose stays frozen
+    deepsim_step(G, objective, opt_g, opt_d, x, x)
+    assert d.fc.weight.requires_grad and not d.fc.bias.requires_grad
+
+
 def test_deepsim_step_with_a_plain_loss_has_no_discriminator():
     G = TinyG()
     opt_g = torch.optim.SGD(G.parameters(), lr=0.1)
@@ -363,6 +370,14 @@ def test_missing_networks_raise_naming_the_argument():
         DeePSiMLoss(42, TinyD(), 1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="comparator"):
         deepsim_loss(*_batch(), None, None, 1.0, 0.0, 0.0)
+
+
+def test_adversarial_weight_without_logits_raises_instead_of_dropping_the_term():
+    """deepsim_loss with lambda_adv > 0 but no discriminator logits must not silently return a loss
+    without L_adv (as a missing comparator with lambda_feat > 0 raises)."""
+    output, target = _batch()
+    with pytest.raises(ValueError, match="fake_logits"):
+        deepsim_loss(output, target, None, None, lambda_feat=0.0, lambda_adv=1.0, lambda_img=1.0)
 
 
 def test_make_comparator_rejects_unknown_metrics_and_layers():

@@ -116,6 +116,9 @@ def test_mean_pairwise_distance_equals_scipy_pdist():
     expected = pdist(x.reshape(9, -1)).mean()  # unordered pairs: the same mean as over ordered pairs
     assert mean_pairwise_distance(torch.from_numpy(x)) == pytest.approx(expected, rel=1e-12)
     assert mean_pairwise_distance(torch.from_numpy(x).float()) == pytest.approx(expected, rel=1e-6)
+    # more samples (torch.cdist switches to its matrix-product algorithm above 25 rows)
+    y = np.random.default_rng(5).uniform(size=(60, 3, 8, 8))
+    assert mean_pairwise_distance(torch.from_numpy(y)) == pytest.approx(pdist(y.reshape(60, -1)).mean(), rel=1e-9)
 
 
 def test_gradients_are_not_needed_and_inputs_are_unchanged():

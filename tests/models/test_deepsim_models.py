@@ -26,6 +26,15 @@ def _columns(rows: list[dict]) -> dict[str, list]:
     return {key: [r[key] for r in rows] for key in ("type", "in_size", "out_ch", "kernel", "stride")}
 
 
+def test_layer_table_leaves_the_training_mode_as_it_was():
+    d = Discriminator(3, 32, width=0.25).train()
+    layer_table(d, torch.zeros(1, 3, 32, 32))
+    assert d.training and all(m.training for m in d.modules())  # dropout still on for the next training step
+    d.eval()
+    layer_table(d, torch.zeros(1, 3, 32, 32))
+    assert not d.training
+
+
 # --------------------------------------------------------------------------- Table 1: the discriminator
 
 
@@ -375,6 +384,20 @@ def test_wrong_input_shapes_raise_naming_the_argument():
         ae.encode(torch.zeros(3, 32, 32))
 
 
+def test_discriminator_features_of_the_wrong_shape_raise_naming_features():
+    d = Discriminator(3, 32, feature_dim=10, width=0.25)
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="features"):
+        d(x, torch.zeros(2, 9))  # wrong length
+    with pytest.raises(ValueError, match="features"):
+        d(x, torch.zeros(3, 10))  # another batch size
+
+
+def test_discriminator_without_a_feature_branch_rejects_features_instead_of_ignoring_them():
+    with pytest.raises(ValueError, match="features"):
+        Discriminator(3, 32, width=0.25)(torch.rand(2, 3, 32, 32), torch.zeros(2, 10))
+
+
 # --------------------------------------------------------------------------- the comparator
 
 
@@ -439,6 +462,26 @@ def test_comparator_is_deterministic_and_takes_values_outside_0_1(alexnet_fc6):
     assert torch.equal(alexnet_fc6(x), alexnet_fc6(x))
     with pytest.raises(ValueError, match="x must be a float tensor"):
         alexnet_fc6(torch.zeros(2, 1, 64, 64))
+
+
+def test_alexnet_imagenet_comparator_loads_features_and_fc_layers_from_the_hub_cache(empty_torch_home):
+    """The "alexnet-imagenet" entry with a stand-in weights file where torch's hub cache expects it
+    (any state dict with AlexNet's keys and shapes): conv layers and the fc head both come from it."""
+    from perceptlab.models.weights import imagenet_weights_path
+
+    torch.manual_seed(5)
+    stand_in = torchvision.models.alexnet(weights=None).eval()
+    path = imagenet_weights_path("alexnet")
+    path.parent.mkdir(parents=True)
+    torch.save(stand_in.state_dict(), path)
+    comp = make_comparator("alexnet-imagenet", "fc7")
+    assert "imagenet" in comp.label and "fc7" in comp.label
+    x = torch.rand(2, 3, 64, 64)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        relu7 = stand_in.classifier[:6](torch.flatten(stand_in.avgpool(stand_in.features((x - mean) / std)), 1))
+        assert torch.allclose(comp(x), relu7, atol=1e-5, rtol=1e-4)
 
 
 def test_comparator_conv_layer_and_gap():

@@ -19,7 +19,12 @@ from perceptlab.config import default_device
 from perceptlab.config import preset as active_preset
 from perceptlab.experiments.agreement import AgreementConfig, run_agreement
 from perceptlab.experiments.dcgan import GANConfig, run_gan
-from perceptlab.experiments.deepsim import AEConfig, InversionConfig, run_autoencoders, run_inversion
+from perceptlab.experiments.deepsim import (
+    AEConfig,
+    InversionConfig,
+    run_autoencoders,
+    run_inversion,
+)
 from perceptlab.experiments.gan1d import GAN1DConfig, run_gan1d
 from perceptlab.experiments.gim import GIMConfig, PerceptualGIMConfig, run_gim
 from perceptlab.experiments.superres import SRConfig, run_superres

@@ -31,7 +31,12 @@ from perceptlab.imaging.resample import resize
 from perceptlab.losses.deepsim import DeePSiMLoss, deepsim_step, make_comparator
 from perceptlab.metrics.reconstruction import normalized_euclidean_error
 from perceptlab.metrics.sharpness import high_frequency_fraction, relative_sharpness
-from perceptlab.models.deepsim import AutoEncoder, Comparator, Discriminator, InversionGenerator
+from perceptlab.models.deepsim import (
+    AutoEncoder,
+    Comparator,
+    Discriminator,
+    InversionGenerator,
+)
 from perceptlab.train import History, config_key, fit, train_once
 
 #: Bump when training changes, so stale cached generators are not reused.

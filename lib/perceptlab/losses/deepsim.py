@@ -34,6 +34,13 @@ def _check_weight(value: float, name: str) -> float:
     return float(value)
 
 
+def _check_pair(output: torch.Tensor, target: torch.Tensor) -> None:
+    """Validate a generator's output and its target before any network sees them."""
+    check_generator_output(output, "output")
+    check_image(target, "target")
+    check_same_shape(output, target, "output", "target")
+
+
 def make_comparator(name: str, layer: str) -> Comparator:
     """The comparator C: layer ``layer`` of the network of the registered feature metric ``name``.
 
@@ -77,7 +84,9 @@ def deepsim_terms(output: torch.Tensor, target: torch.Tensor, comparator: nn.Mod
         terms["feat"] = (comparator(output) - c_target).pow(2).flatten(1).mean(1).mean()
     if "img" in need:
         terms["img"] = (output - target).pow(2).flatten(1).mean(1).mean()
-    if "adv" in need and fake_logits is not None:
+    if "adv" in need:
+        if fake_logits is None:
+            raise ValueError("fake_logits must be given when the adversarial term is used (lambda_adv > 0)")
         terms["adv"] = generator_loss(fake_logits)
     return terms
 
@@ -141,6 +150,7 @@ class DeePSiMLoss(nn.Module):
         self.terms: dict[str, float] = {}
 
     def forward(self, output: torch.Tensor, target: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        _check_pair(output, target)
         logits = None
         if self.discriminator is not None and self.lambda_adv > 0:
             logits = self.discriminator(output, features) if features is not None else self.discriminator(output)
@@ -158,6 +168,7 @@ class DeePSiMLoss(nn.Module):
         d = self.discriminator
         if d is None:
             raise ValueError("discriminator_step needs a discriminator")
+        _check_pair(output, target)
         extra = () if features is None else (features,)
         real_logits, fake_logits = d(target, *extra), d(output.detach(), *extra)
         loss_d = discriminator_loss(real_logits, fake_logits)
@@ -195,7 +206,9 @@ def deepsim_step(generator: nn.Module, objective: DeePSiMLoss | Callable, opt_g:
         if opt_d is None:
             raise ValueError("opt_d must be given: the objective has an adversarial term")
         record.update(objective.discriminator_step(output, targets, opt_d, d_features))
-        disc.requires_grad_(False)
+        trainable = [p for p in disc.parameters() if p.requires_grad]  # restored as they were
+        for p in trainable:
+            p.requires_grad_(False)
     try:
         loss = objective(output, targets, d_features) if deepsim else objective(output, targets)
         if extra_loss is not None:
@@ -207,7 +220,8 @@ def deepsim_step(generator: nn.Module, objective: DeePSiMLoss | Callable, opt_g:
         opt_g.step()
     finally:
         if disc is not None:
-            disc.requires_grad_(True)
+            for p in trainable:
+                p.requires_grad_(True)
     record["loss"] = float(loss.detach())
     if deepsim:
         record.update(objective.terms)

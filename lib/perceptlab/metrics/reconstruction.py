@@ -23,7 +23,10 @@ def mean_pairwise_distance(targets: torch.Tensor) -> float:
     if n < 2:
         raise ValueError(f"targets must hold at least 2 samples (the normalisation averages over pairs), got {n}")
     d = torch.cdist(t, t)  # float64: no cancellation worth mentioning at these sizes
-    return float(d.sum() / (n * (n - 1)))
+    mean = float(d.sum() / (n * (n - 1)))
+    if mean == 0:
+        raise ValueError("targets must not all be equal: their mean pairwise distance, the normalisation, is 0")
+    return mean
 
 
 def normalized_euclidean_error(outputs: torch.Tensor, targets: torch.Tensor) -> float:

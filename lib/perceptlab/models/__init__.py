@@ -73,6 +73,7 @@ from perceptlab.models.deepsim import (
     layer_table,
     Comparator,
     check_generator_output,
+    init_weights,
 )
 
 
@@ -134,4 +135,5 @@ __all__ = [
     "layer_table",
     "Comparator",
     "check_generator_output",
+    "init_weights",
 ]
