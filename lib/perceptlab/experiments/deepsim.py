@@ -71,6 +71,7 @@ class AEConfig(PresetConfig):
     width: float = 0.5
     d_width: float = 0.25
     code_channels: int = 8
+    init: str = "he"  # weight init of autoencoder and discriminator (models.deepsim.init_weights)
     variational: bool = False  # the VAE of Sec. 4.2: a sampled code and the KL term of eq. 7
     kl_weight: float = 1e-3  # set by hand, as in the paper
     loss: str = "deepsim-exemplar"  # one of AE_LOSSES
@@ -110,6 +111,7 @@ class InversionConfig(PresetConfig):
     comparator_layer: str = "relu3"
     width: float = 0.125
     d_width: float = 0.25
+    init: str = "default"  # weight init of generator and discriminator (models.deepsim.init_weights)
     n_train: int = 4096
     loss: str = "full"  # a key of ABLATION
     lambda_feat: float = 1.0
@@ -207,7 +209,8 @@ def _deepsim(comp: nn.Module, config, device, reference: torch.Tensor,
     torch.manual_seed(config.seed + 5)
     disc = None
     if lam[1] > 0:
-        disc = Discriminator(3, config.image_size, feature_dim=feature_dim, width=config.d_width).to(device)
+        disc = Discriminator(3, config.image_size, feature_dim=feature_dim, width=config.d_width,
+                             init=config.init).to(device)
     return DeePSiMLoss(comp, disc, *lam, threshold=config.threshold), disc
 
 
@@ -303,7 +306,8 @@ def train_autoencoder(config: AEConfig, device="cpu", out_dir: str | Path | None
 
 def build_autoencoder(config: AEConfig) -> AutoEncoder:
     """Table 2's autoencoder at ``config``'s sizes (the VAE variant with ``config.variational``)."""
-    return AutoEncoder(3, config.image_size, config.code_channels, config.width, variational=config.variational)
+    return AutoEncoder(3, config.image_size, config.code_channels, config.width, variational=config.variational,
+                       init=config.init)
 
 
 @torch.no_grad()
@@ -511,8 +515,9 @@ def build_inverter(config: InversionConfig, phi: nn.Module) -> InversionGenerato
     with torch.no_grad():
         f = phi(torch.zeros(1, 3, config.image_size, config.image_size, device=device))
     if f.dim() == 2:
-        return InversionGenerator(f.shape[1], config.image_size, "fc", width=config.width)
-    return InversionGenerator(f.shape[1], config.image_size, "conv", in_spatial=f.shape[-1], width=config.width)
+        return InversionGenerator(f.shape[1], config.image_size, "fc", width=config.width, init=config.init)
+    return InversionGenerator(f.shape[1], config.image_size, "conv", in_spatial=f.shape[-1], width=config.width,
+                              init=config.init)
 
 
 def train_inverter(config: InversionConfig, device="cpu", out_dir: str | Path | None = None,

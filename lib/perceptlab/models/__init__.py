@@ -73,6 +73,7 @@ from perceptlab.models.deepsim import (
     layer_table,
     Comparator,
     check_generator_output,
+    INITS,
     init_weights,
 )
 
@@ -135,5 +136,6 @@ __all__ = [
     "layer_table",
     "Comparator",
     "check_generator_output",
+    "INITS",
     "init_weights",
 ]
