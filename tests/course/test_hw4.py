@@ -50,11 +50,6 @@ return float((o - t).norm(dim=1).mean()) / (pairs / (n * (n - 1)))"""
 NEAREST_Q2 = 'return F.interpolate(x, scale_factor=2, mode="nearest")'
 BILINEAR_Q2 = 'return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)'
 
-# Q2 with the padding the wrong way round (k - 1 - k // 2 before, k // 2 after): the same for odd k.
-SWAPPED_PADDING_Q2 = """\
-k = weight.shape[-1]
-return F.conv2d(F.pad(my_bed_of_nails(x), (k - 1 - k // 2, k // 2, k - 1 - k // 2, k // 2)), weight, bias)"""
-
 # Q3: the reference's step with the rule replaced.
 _Q3_STEP = """\
 lambda_feat, lambda_adv, lambda_img = lambdas
@@ -78,7 +73,6 @@ opt_g.step()
 return update"""
 NEVER_PAUSES_Q3 = _Q3_STEP.format(rule="True")
 ALWAYS_PAUSES_Q3 = _Q3_STEP.format(rule="False")
-INVERTED_RATIO_Q3 = _Q3_STEP.format(rule="not (loss_adv.item() / loss_discr.item() < threshold)")
 
 # Other correct answers: loops over pairs in float64, interleaving by stacking with the bias added
 # afterwards, and a step with plain softplus, a division, F.mse_loss and D frozen during G's step
@@ -241,15 +235,13 @@ def test_hw4_one_broken_answer_loses_exactly_its_points(tmp_path: Path, question
 
 
 def test_hw4_naive_answers_are_told_apart(tmp_path: Path) -> None:
-    """Further naive answers, two submissions of three (one per question): each fails its own checks."""
+    """Further naive answers, one submission of three (one per question): each fails its own checks.
+
+    (A second submission with the padding swapped and the ratio inverted was dropped: its grading
+    run cost ~15 s of CI for little more.)"""
     first = {"q1-solution": PER_PIXEL_Q1, "q2-solution-nails": BILINEAR_Q2, "q3-solution": ALWAYS_PAUSES_Q3}
     report = grading.grade_report(with_answers(tmp_path, first), HW4_SOURCE)
     assert report.to_dict() == scores(dict.fromkeys(HW4_MAX, 0)), report.format()
     assert failed_checks(report) == {"check-q1-closed", "check-q1-library",
                                      "check-q2-nails", "check-q2-closed", "check-q2-library",
                                      "check-q3-update", "check-q3-rule"}
-    # the swapped padding is right for odd kernels; the inverted ratio right at thresholds 0 and 1e6
-    second = {"q2-solution-upconv": SWAPPED_PADDING_Q2, "q3-solution": INVERTED_RATIO_Q3}
-    report = grading.grade_report(with_answers(tmp_path, second), HW4_SOURCE)
-    assert report.to_dict() == scores({**HW4_MAX, "q2": 0, "q3": 0}), report.format()
-    assert failed_checks(report) == {"check-q2-closed", "check-q2-library", "check-q3-rule"}

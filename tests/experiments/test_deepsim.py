@@ -26,6 +26,16 @@ from perceptlab.models.deepsim import InversionGenerator
 from perceptlab.models.weights import imagenet_weights, imagenet_weights_path
 from perceptlab.train import CHECKPOINT
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Toy-sized networks run faster on one thread than on two (no threading overhead), and a
+    shared CI machine does not oversubscribe its cores; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY_AE = dict(image_size=32, source_size=64, width=0.125, d_width=0.125, steps=4, batch=4, n_test=8,
                n_cls_train=16, n_cls_test=8, cls_folds=2, fid_n=4, ckpt_every=2, alexnet="alexnet-random",
                alexnet_layer="relu2")
