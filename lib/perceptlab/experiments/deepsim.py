@@ -82,9 +82,9 @@ class AEConfig(PresetConfig):
     lambda_adv: float = 0.01
     lambda_img: float = 1.0
     threshold: float = 0.1
-    steps: int = 400
+    steps: int = 300
     batch: int = 32  # the paper: 64 (full)
-    lr: float = 1e-3  # the paper: 2e-4 (full); 400 steps instead of 500 000 need a larger step
+    lr: float = 1e-3  # the paper: 2e-4 (full); 300 steps instead of 500 000 need a larger step
     n_test: int = 256
     n_cls_train: int = 512  # code classifier: training crops (quick: of the held-out photographs)
     n_cls_test: int = 512
