@@ -64,12 +64,9 @@ the temporaries of the optimiser steps.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
-import os
 import statistics
-import sys
 import time
 from dataclasses import replace
 
@@ -78,6 +75,8 @@ import torch
 from perceptlab.experiments.deepsim import AEConfig, ae_objective
 from perceptlab.losses import DeePSiMLoss, deepsim_step
 from perceptlab.models.deepsim import AutoEncoder
+
+from bench_losses import _fmt, step_memory, synchronize  # the sibling script: one memory measurement
 
 BASELINE = "SE"
 #: --comparator choices per preset: name -> (AEConfig.loss, config overrides).
@@ -88,13 +87,6 @@ COMPARATORS = {
 }
 DEFAULTS = {"repeats": 20, "warmup": 2}
 REFERENCE_IMAGES = 256  # random images that set lambda_feat's scale (training uses 256 crops)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 class Variant:
@@ -167,56 +159,10 @@ def build(preset: str, comparators: list[str], device: torch.device, pause_rule:
     return variants, info
 
 
-@contextlib.contextmanager
-def _silence_stderr():
-    """Silence the C++ profiler's start/stop log lines (fd 2); used around start/stop only."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _cpu_peak_bytes(variant: Variant) -> tuple[int, int] | None:
-    """(peak, retained) live bytes of the CPU allocator during one step, from the profiler's records."""
-    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
-    with _silence_stderr():
-        prof.start()
-    try:
-        variant.step()
-    finally:
-        with _silence_stderr():
-            prof.stop()
-    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
-    if results is None:  # the profiler's internals moved: say so rather than guess
-        print("note: this torch's profiler exposes no kineto_results; CPU memory not measured", file=sys.stderr)
-        return None
-    records = sorted((e.start_ns(), e.nbytes()) for e in results.events()
-                     if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
-    live = peak = 0
-    for _, nbytes in records:
-        live += nbytes
-        peak = max(peak, live)
-    return peak, live
-
-
 def peak_memory(variant: Variant, device: torch.device) -> tuple[int, int] | None:
-    """(peak, retained) bytes beyond those held before one step; None where not measurable."""
+    """(peak, retained) bytes beyond those held before one step (bench_losses.step_memory); None where not measurable."""
     variant.release_grads()  # freed before measuring: the CPU profiler cannot size blocks allocated before it
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        variant.step()
-        synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base, torch.cuda.memory_allocated(device) - base
-    if device.type == "cpu":
-        return _cpu_peak_bytes(variant)
-    return None
+    return step_memory(variant.step, device)
 
 
 def run(preset: str, comparators: list[str], device: torch.device, repeats: int, warmup: int,
@@ -276,10 +222,6 @@ def run(preset: str, comparators: list[str], device: torch.device, repeats: int,
         "notes": notes,
         "results": rows,
     }
-
-
-def _fmt(value: float | None, spec: str, width: int) -> str:
-    return f"{'n/a':>{width}}" if value is None else f"{value:{width}{spec}}"
 
 
 def report(res: dict) -> None:

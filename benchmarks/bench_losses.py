@@ -116,14 +116,13 @@ def _silence_stderr():
         os.close(saved)
 
 
-def _cpu_peak_bytes(fn, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int] | None:
-    """(peak, retained) live bytes of the CPU allocator during one step, from the profiler's records."""
-    x.grad = None  # freed before profiling: the profiler cannot size blocks allocated before it started
+def _cpu_peak_bytes(run_step: Callable[[], None]) -> tuple[int, int] | None:
+    """(peak, retained) live bytes of the CPU allocator during ``run_step()``, from the profiler's records."""
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
     with _silence_stderr():
         prof.start()
     try:
-        step(fn, x, y)
+        run_step()
     finally:
         with _silence_stderr():
             prof.stop()
@@ -140,19 +139,28 @@ def _cpu_peak_bytes(fn, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int] | N
     return peak, live
 
 
-def peak_memory(fn, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[int, int] | None:
-    """(peak, retained) bytes beyond those allocated before one step; None where not measurable."""
+def step_memory(run_step: Callable[[], None], device: torch.device) -> tuple[int, int] | None:
+    """(peak, retained) bytes beyond those allocated before ``run_step()``; None where not measurable.
+
+    Free what the step would free (e.g. old gradients) before calling: the CPU profiler cannot
+    size blocks allocated before it started.  Shared by the benchmarks (bench_deepsim imports it).
+    """
     if device.type == "cuda":
-        x.grad = None
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        step(fn, x, y)
+        run_step()
         synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base, torch.cuda.memory_allocated(device) - base
     if device.type == "cpu":
-        return _cpu_peak_bytes(fn, x, y)
+        return _cpu_peak_bytes(run_step)
     return None
+
+
+def peak_memory(fn, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[int, int] | None:
+    """:func:`step_memory` of one forward + backward of ``fn(x, y)``."""
+    x.grad = None
+    return step_memory(lambda: step(fn, x, y), device)
 
 
 def label(name: str, fn) -> str:
