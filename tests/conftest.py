@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 @pytest.fixture
@@ -116,3 +117,13 @@ def write_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label: 
     buf = io.BytesIO()
     Py2Pickler(buf, protocol=2).dump(entry)
     path.write_bytes(buf.getvalue())
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (toy-sized networks run faster than on two, and a shared CI
+    machine is not oversubscribed); the thread count is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,14 +27,7 @@ from perceptlab.models.weights import imagenet_weights, imagenet_weights_path
 from perceptlab.train import CHECKPOINT
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy-sized networks run faster on one thread than on two (no threading overhead), and a
-    shared CI machine does not oversubscribe its cores; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # toy networks: one thread is faster (conftest)
 
 TINY_AE = dict(image_size=32, source_size=64, width=0.125, d_width=0.125, steps=4, batch=4, n_test=8,
                n_cls_train=16, n_cls_test=8, cls_folds=2, fid_n=4, ckpt_every=2, alexnet="alexnet-random",

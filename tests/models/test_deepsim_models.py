@@ -22,14 +22,7 @@ from perceptlab.models.deepsim import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy-sized networks run faster on one thread than on two (no threading overhead), and a
-    shared CI machine does not oversubscribe its cores; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # toy networks: one thread is faster (conftest)
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:
