@@ -146,11 +146,18 @@ def test_zero_mean_first_layer_filters():
     plain = backbone("alexnet", "random", seed=2)
     zm = backbone("alexnet", "random", seed=2, zero_mean_first=True)
     w0, w = plain.features[0].weight, zm.features[0].weight
-    assert w.mean(dim=(1, 2, 3)).abs().max() < 1e-7
-    assert w0.mean(dim=(1, 2, 3)).abs().max() > 1e-4  # it was not zero-mean before
-    assert torch.allclose(w, w0 - w0.mean(dim=(1, 2, 3), keepdim=True))
+    assert w.mean(dim=(2, 3)).abs().max() < 1e-7  # zero-mean for every input channel of every filter
+    assert w0.mean(dim=(2, 3)).abs().max() > 1e-4  # it was not zero-mean before
+    assert torch.allclose(w, w0 - w0.mean(dim=(2, 3), keepdim=True))
     assert torch.equal(zm.features[3].weight, plain.features[3].weight)  # deeper layers untouched
     assert zm.weights_label == "random (seed 2), zero-mean first layer"
+    # the first layer ignores a constant added to one channel (a colour cast), away from the zero padding
+    x = torch.rand(1, 3, 64, 64) * 0.5
+    cast = x + torch.tensor([0.3, 0.0, 0.1]).view(1, 3, 1, 1)
+    conv = zm.features[0]
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
+    assert torch.allclose(conv(x)[inner], conv(cast)[inner], atol=1e-5)
+    assert not torch.allclose(plain.features[0](x)[inner], plain.features[0](cast)[inner], atol=1e-3)
 
 
 def test_imagenet_weights_offline_raise_quickly_naming_url_and_path(empty_torch_home):

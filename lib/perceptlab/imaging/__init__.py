@@ -1,4 +1,4 @@
-"""Image operations shared by everything: conversion, resampling, filters, codecs.
+"""Image operations shared by everything: conversion, resampling, filters, windows of patches, codecs.
 """
 from perceptlab.imaging.convert import (
     to_tensor,
@@ -21,6 +21,16 @@ from perceptlab.imaging.filters import (
     gaussian_blur,
     gradient_magnitude,
 )
+from perceptlab.imaging.patches import (
+    window_grid,
+    patches_per_window,
+    center_patches,
+    window_patches,
+    image_patches,
+    patch_map,
+    pool_windows,
+    mmd2,
+)
 from perceptlab.imaging.codecs import (
     jpeg,
     save_png,
@@ -42,6 +52,14 @@ __all__ = [
     "gaussian_window",
     "gaussian_blur",
     "gradient_magnitude",
+    "window_grid",
+    "patches_per_window",
+    "center_patches",
+    "window_patches",
+    "image_patches",
+    "patch_map",
+    "pool_windows",
+    "mmd2",
     "jpeg",
     "save_png",
 ]

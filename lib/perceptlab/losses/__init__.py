@@ -1,4 +1,5 @@
-"""Losses: pixel (MSE, L1, PSNR, SSIM), deep features, LPIPS and adversarial, each a function and an
+"""Losses: pixel (MSE, L1, PSNR, SSIM), deep features, LPIPS, adversarial, DeePSiM, patch MMD and the
+random S-CNN, each a function and an
 ``nn.Module`` twin; and the metric registry that builds every named distance.
 """
 from perceptlab.losses.pixel import (
@@ -41,6 +42,19 @@ from perceptlab.losses.adversarial import (
     value_estimate,
     DiscriminatorLoss,
     GeneratorLoss,
+)
+from perceptlab.losses.patch_mmd import (
+    SIGMA,
+    gaussian_kernel,
+    window_mmd,
+    patch_mmd,
+    PatchMMD,
+    random_fourier_filters,
+    pooled_fourier_features,
+    PatchMMDRFF,
+)
+from perceptlab.losses.scnn import (
+    SCNNLoss,
 )
 from perceptlab.losses.registry import (
     VGG_LAYERS,
@@ -92,6 +106,15 @@ __all__ = [
     "value_estimate",
     "DiscriminatorLoss",
     "GeneratorLoss",
+    "SIGMA",
+    "gaussian_kernel",
+    "window_mmd",
+    "patch_mmd",
+    "PatchMMD",
+    "random_fourier_filters",
+    "pooled_fourier_features",
+    "PatchMMDRFF",
+    "SCNNLoss",
     "VGG_LAYERS",
     "EXEMPLAR_LAYERS",
     "registry",

@@ -45,3 +45,39 @@ class _Twin(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+class FeatureMapDistance(nn.Module):
+    """A distance d(x, y) = compare(features(x), features(y)) through a fixed feature map (no trained weights).
+
+    Subclasses define ``features(x)`` and ``compare(fx, fy) -> (N,)``, a scaled squared L2 of
+    the features, and set ``reduction``.  Computing the features separately lets the 2AFC scorer
+    embed each reference once, and makes the Generalized Image Mean exact with one pass per step
+    (:meth:`mean_objective`).
+    """
+
+    reduction = "none"
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compare(self, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_pair(x, y, self.reduction)
+        return _reduce(self.compare(self.features(x), self.features(y)), self.reduction)
+
+    def mean_objective(self, targets: torch.Tensor):
+        """``y -> (1/N) sum_i d(y, t_i)`` for one image y, from the targets' mean features.
+
+        Exact for a squared L2 of features: (1/N) sum_i ||a - b_i||^2 = ||a - b_mean||^2 +
+        (1/N) sum_i ||b_i - b_mean||^2, the second term a constant (as in
+        :meth:`perceptlab.losses.FeatureLoss.mean_objective`).
+        """
+        check_image(targets, "targets")
+        with torch.no_grad():
+            ft = self.features(targets)
+            mean = ft.mean(0, keepdim=True)
+            spread = self.compare(ft, mean.expand_as(ft)).mean()
+        return lambda y: self.compare(self.features(y), mean).mean() + spread

@@ -166,7 +166,14 @@ class FeatureLoss(nn.Module):
     def layer_distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Unweighted per-layer distances, (N, K), columns in the order of ``self.layers``."""
         _check_pair(x, y, self.reduction)
-        fx, fy = self.net(x, self.layers), self.net(y, self.layers)
+        return self.compare_layers(self.features(x), self.features(y))
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's features of x at ``self.layers`` (for :meth:`compare_layers`)."""
+        return self.net(x, self.layers)
+
+    def compare_layers(self, fx: dict[str, torch.Tensor], fy: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`layer_distances` from features already computed by :meth:`features`."""
         return layer_distances({l: fx[l] for l in self.layers}, fy, self.normalize_channels)
 
     def mean_objective(self, targets: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

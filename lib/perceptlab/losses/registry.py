@@ -17,7 +17,9 @@ from torch import nn
 
 from perceptlab.losses.features import FeatureLoss
 from perceptlab.losses.lpips import LPIPS
+from perceptlab.losses.patch_mmd import PatchMMD, PatchMMDRFF
 from perceptlab.losses.pixel import L1Loss, MSELoss, SSIMLoss
+from perceptlab.losses.scnn import SCNNLoss
 from perceptlab.models.backbones import Backbone, backbone
 
 #: The five layers LPIPS reads from VGG16 (Zhang et al. 2018); a common perceptual-loss choice.
@@ -75,11 +77,29 @@ def _exemplar(reduction: str, normalize: bool) -> nn.Module:
     return feature_metric(net, EXEMPLAR_LAYERS, normalize, reduction)
 
 
+def vgg_metric(weights: str = "random", seed: int = 0, zero_mean: bool = False, normalize: bool = False,
+               reduction: str = "none") -> nn.Module:
+    """VGG16 on the LPIPS layers (:data:`VGG_LAYERS`) as a :func:`feature_metric`: ``weights`` "random"
+    (drawn with ``seed``) or "imagenet", optionally with zero-mean first-layer filters (Amir & Weiss
+    2021) and channel normalisation.  The voting networks of Chapter 5 are these with seeds 0..K-1."""
+    net = backbone("vgg16", weights, seed=seed, zero_mean_first=zero_mean)
+    return feature_metric(net, VGG_LAYERS, normalize, reduction)
+
+
 def _vgg(weights: str, zero_mean: bool = False, normalize: bool = False):
+    return lambda reduction: vgg_metric(weights, 0, zero_mean, normalize, reduction)
+
+
+def _patch_mmd(rff: bool, normalize: bool):
     def build(reduction: str) -> nn.Module:
-        net = backbone("vgg16", weights, seed=0, zero_mean_first=zero_mean)
-        return feature_metric(net, VGG_LAYERS, normalize, reduction)
+        if rff:
+            return PatchMMDRFF(1024, normalize_channels=normalize, reduction=reduction)
+        return PatchMMD(normalize_channels=normalize, reduction=reduction)
     return build
+
+
+def _scnn(width: int, normalize: bool = False):
+    return lambda reduction: SCNNLoss(width=width, normalize_channels=normalize, reduction=reduction)
 
 
 #: AlexNet's rectified convolution layers (the layers LPIPS-alex reads).
@@ -116,6 +136,19 @@ REGISTRY: dict[str, Entry] = {
                             _alexnet("random")),
     "alexnet-imagenet": Entry("AlexNet trained on ImageNet, relu1-relu5 (DeePSiM's comparator)",
                               _alexnet("imagenet"), offline=False),
+    "scnn-random": Entry("S-CNN with random weights, the paper's P=3, D=6, W=32, S=16, C=1024 (Amir & Weiss 2021)",
+                         _scnn(1024)),
+    "scnn-random-norm": Entry("S-CNN, random weights (C=1024), zero-mean first-layer filters per channel",
+                              _scnn(1024, True)),
+    "scnn-random-c128": Entry("S-CNN with random weights, P=3, D=6, W=32, S=16, C=128 (narrower, for CPUs)",
+                              _scnn(128)),
+    "scnn-random-c128-norm": Entry("S-CNN, random weights (C=128), zero-mean first-layer filters per channel",
+                                   _scnn(128, True)),
+    "patch-mmd": Entry("patch MMD, exact (Gaussian kernel, P=3, W=32, S=16)", _patch_mmd(False, False)),
+    "patch-mmd-norm": Entry("patch MMD, exact, channel-normalised patches", _patch_mmd(False, True)),
+    "patch-mmd-rff": Entry("patch MMD with 1024 random Fourier features (seed 0)", _patch_mmd(True, False)),
+    "patch-mmd-rff-norm": Entry("patch MMD with 1024 random Fourier features, channel-normalised",
+                                _patch_mmd(True, True)),
     "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
     "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
                                _vgg("imagenet", normalize=True), offline=False),

@@ -1,4 +1,4 @@
-"""Metrics: FID/KID and the Frechet distance, 2AFC scoring, bootstrap and calibration, sharpness measures,
+"""Metrics: FID/KID and the Frechet distance, 2AFC scoring, voting, bootstrap and calibration, sharpness measures,
 pixel-distribution distances.
 """
 from perceptlab.metrics.distributions import (
@@ -22,16 +22,24 @@ from perceptlab.metrics.distributions import (
 from perceptlab.metrics.twoafc import (
     choice,
     score,
+    score_choices,
     bootstrap_ci,
     component_distances,
     combine,
     distances,
     agreement_row,
+    choice_row,
     agreement,
     ranking_probability,
     calibration_loss,
     Calibration,
     calibrate,
+)
+from perceptlab.metrics.voting import (
+    majority_vote,
+    network_choices,
+    vote_agreement,
+    ensemble_agreement,
 )
 from perceptlab.metrics.sharpness import (
     high_frequency_fraction,
@@ -65,11 +73,17 @@ __all__ = [
     "kid",
     "choice",
     "score",
+    "score_choices",
     "bootstrap_ci",
     "component_distances",
     "combine",
     "distances",
     "agreement_row",
+    "choice_row",
+    "majority_vote",
+    "network_choices",
+    "vote_agreement",
+    "ensemble_agreement",
     "agreement",
     "ranking_probability",
     "calibration_loss",

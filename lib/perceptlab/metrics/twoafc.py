@@ -49,8 +49,16 @@ def score(d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor, reduction: st
         reduction: "mean" (a float64 scalar) or "none" (per-triplet scores, (N,)).
         tie_rtol: relative tolerance below which two distances count as a tie.
     """
+    return score_choices(choice(d0, d1, tie_rtol), judge, reduction)
+
+
+def score_choices(p_hat: torch.Tensor, judge: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The 2AFC score of given choices p_hat (1: p1, 0: p0, 1/2: tie), e.g. a vote of several networks.
+
+    Mean of p * p_hat + (1 - p) * (1 - p_hat); ``reduction`` as in :func:`score`.
+    """
     p = torch.as_tensor(judge, dtype=torch.float64)
-    p_hat = choice(d0, d1, tie_rtol)
+    p_hat = torch.as_tensor(p_hat, dtype=torch.float64)
     if p.shape != p_hat.shape or not bool(((p >= 0) & (p <= 1)).all()):
         raise ValueError(f"judge must be a {tuple(p_hat.shape)} tensor of fractions in [0, 1]")
     per = p * p_hat + (1 - p) * (1 - p_hat)
@@ -91,15 +99,24 @@ def component_distances(metric: Distance, triplets: Triplets, batch_size: int = 
     :class:`perceptlab.losses.FeatureLoss`: one column per layer, before the layer
     weights) these are its components; for any other metric K = 1 and the column is
     ``metric(x, y)``, which must return one distance per image (``reduction="none"``).
+    A metric that computes features separately (``features(x)`` and ``compare_layers(fx, fy)``
+    or ``compare(fx, fy)``) embeds each reference once for both of its distortions.
     """
     check_positive_int(batch_size, "batch_size")
     by_layer = getattr(metric, "layer_distances", None)
+    featurize = getattr(metric, "features", None)
+    compare = getattr(metric, "compare_layers", None) if by_layer is not None else getattr(metric, "compare", None)
     c0, c1 = [], []
     for i in progress(range(0, len(triplets), batch_size), desc="2AFC"):
         ref = triplets.ref[i: i + batch_size].to(device)
+        if featurize is not None and compare is not None:
+            f_ref = featurize(ref)
+            dist = lambda x: compare(featurize(x), f_ref)  # noqa: E731
+        else:
+            dist = (lambda x: by_layer(x, ref)) if by_layer is not None else (lambda x: metric(x, ref))  # noqa: E731
         for p, out in ((triplets.p0, c0), (triplets.p1, c1)):
             x = p[i: i + batch_size].to(device)
-            c = by_layer(x, ref) if by_layer is not None else metric(x, ref)
+            c = dist(x)
             expected = (len(x), c.shape[-1]) if by_layer is not None else (len(x),)
             if tuple(c.shape) != expected:
                 raise ValueError(f"metric must return one distance per image, shape {expected}, got {tuple(c.shape)}")
@@ -130,12 +147,20 @@ def agreement_row(name: str, d0: torch.Tensor, d1: torch.Tensor, triplets: Tripl
     ``tie_rtol`` defaults to the triplet set's own (``triplets.tie_rtol``).
     """
     tie_rtol = triplets.tie_rtol if tie_rtol is None else tie_rtol
-    per = score(d0, d1, triplets.judge, reduction="none", tie_rtol=tie_rtol)
+    return {**choice_row(name, choice(d0, d1, tie_rtol), triplets, n_boot, level, seed), "d0": d0, "d1": d1}
+
+
+def choice_row(name: str, p_hat: torch.Tensor, triplets: Triplets, n_boot: int = 2000, level: float = 0.95,
+               seed: int = 0) -> dict:
+    """2AFC score of given choices p_hat (N,) with a bootstrap interval, overall and per kind.
+
+    Returns ``{"metric", "score", "low", "high", "n", "by_kind": {kind: score}}``.
+    """
+    per = score_choices(p_hat, triplets.judge, reduction="none")
     lo, hi = bootstrap_ci(per, n_boot, level, seed)
     kind = np.array(triplets.kind)
     by_kind = {k: float(per[torch.from_numpy(kind == k)].mean()) for k in triplets.kinds()}
-    return {"metric": name, "score": float(per.mean()), "low": lo, "high": hi, "n": len(per),
-            "by_kind": by_kind, "d0": d0, "d1": d1}
+    return {"metric": name, "score": float(per.mean()), "low": lo, "high": hi, "n": len(per), "by_kind": by_kind}
 
 
 def agreement(metrics: dict[str, Distance], triplets: Triplets, n_boot: int = 2000, level: float = 0.95,

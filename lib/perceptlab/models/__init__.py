@@ -63,6 +63,13 @@ from perceptlab.models.dcgan import (
 from perceptlab.models.srnet import (
     SRNet,
 )
+from perceptlab.models.scnn import (
+    SCNN,
+    scnn_input,
+    relu_kernel_step,
+    infinite_width_kernel,
+    infinite_width_distance,
+)
 from perceptlab.models.deepsim import (
     LRELU_SLOPE,
     bed_of_nails,
@@ -127,6 +134,11 @@ __all__ = [
     "sample_noise",
     "generate",
     "SRNet",
+    "SCNN",
+    "scnn_input",
+    "relu_kernel_step",
+    "infinite_width_kernel",
+    "infinite_width_distance",
     "LRELU_SLOPE",
     "bed_of_nails",
     "UpConv",

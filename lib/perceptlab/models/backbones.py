@@ -164,10 +164,16 @@ def _build(name: str) -> Backbone:
 
 
 def zero_mean_first_layer_(backbone: Backbone) -> None:
-    """Subtract each first-layer filter's mean over its (C, k, k) support (Amir & Weiss 2021, Sec. 1.2)."""
+    """Make every first-layer filter zero-mean per input channel (Amir & Weiss 2021, Sec. 1.2).
+
+    Each filter's mean over its k x k support is subtracted separately for each input channel,
+    "thus ignoring the DC component for every channel" as the paper puts it (and as the authors'
+    code does, ``mean(dim=(2, 3))``): the first layer then ignores a constant added to any channel
+    of a patch, i.e. local brightness and uniform colour casts (up to the zero padding at borders).
+    """
     conv = next(m for m in backbone.features if isinstance(m, nn.Conv2d))
     with torch.no_grad():
-        conv.weight -= conv.weight.mean(dim=(1, 2, 3), keepdim=True)
+        conv.weight -= conv.weight.mean(dim=(2, 3), keepdim=True)
 
 
 
