@@ -290,11 +290,23 @@ def train_once(folder: Path, build: Callable[[], torch.nn.Module],
         model, meta = train(folder)
     meta = json.loads(json.dumps(meta))  # plain JSON types, the same whether trained now or loaded later
     if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        final, tmp = folder / "model.pt", folder / "model.tmp"
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        record = {"sha256": _sha256(tmp), "config": json.loads(json.dumps(config)), "meta": meta}
-        (folder / "meta.tmp").write_text(json.dumps(record))
-        os.replace(tmp, final)
-        os.replace(folder / "meta.tmp", folder / "meta.json")
+        save_cached_model(folder, model, config, meta)
     return model, meta
+
+
+def save_cached_model(folder: Path, model: torch.nn.Module, config: dict | None, meta: dict) -> None:
+    """Write a cache entry that :func:`load_cached_model` accepts: ``model.pt`` (the state dict) and
+    ``meta.json`` (its SHA-256, ``config`` and the JSON-able ``meta``), each replaced atomically.
+
+    :func:`train_once` calls it after training; a notebook that trained the same network with the
+    same config by other means (e.g. with evaluation hooks) can call it so that later users load it.
+    """
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    final, tmp = folder / "model.pt", folder / "model.tmp"
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    record = {"sha256": _sha256(tmp), "config": json.loads(json.dumps(config)), "meta": json.loads(json.dumps(meta))}
+    (folder / "meta.tmp").write_text(json.dumps(record))
+    os.replace(tmp, final)
+    os.replace(folder / "meta.tmp", folder / "meta.json")

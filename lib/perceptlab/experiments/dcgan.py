@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from perceptlab.config import PresetConfig, default_device, default_seed, progress
+from perceptlab.config import PresetConfig, cache_dir, check_device, default_device, default_seed, progress
 from perceptlab.data.datasets import load_dataset
 from perceptlab.data.images import load_digits
 from perceptlab.imaging.codecs import save_png
@@ -32,10 +32,12 @@ from perceptlab.models.dcgan import (
     generate,
     sample_noise,
 )
-from perceptlab.train import History, fit
+from perceptlab.train import History, config_key, fit, save_cached_model, train_once
 from perceptlab.validate import check_image, check_positive_int
 
 DATA_SOURCES = ("digits", "cifar10", "celeba")
+#: Version of the cached generators (:func:`trained_generator`); bump it when training changes.
+VERSION = 1
 
 
 class SampleLog:
@@ -359,3 +361,36 @@ def real_floor(evaluator: FIDEval, train: torch.Tensor, n: int | None = None, se
 def fid_eval_fn(extractor: nn.Module, real: torch.Tensor, n: int = 500, seed: int = 0, **kwargs) -> FIDEval:
     """:class:`FIDEval` (an ``eval_fn`` for :func:`run_gan` computing FID and KID against ``real``)."""
     return FIDEval(extractor, real, n, seed, **kwargs)
+
+
+def generator_cache_path(config: GANConfig) -> Path:
+    """Where :func:`trained_generator` keeps the generator of ``config``: ``<cache_dir>/dcgan/generator-<key>``."""
+    return cache_dir() / "dcgan" / f"generator-{config_key(config, VERSION)}"
+
+
+def trained_generator(config: GANConfig, device: str | torch.device = "cpu", cache: bool = True,
+                      retrain: bool = False) -> tuple[Generator, dict]:
+    """The generator of :func:`run_gan` with ``config``, trained once and cached by config; (G in eval mode, meta).
+
+    Later chapters use the Chapter 3 DCGAN as a source of images (Chapter 5 draws samples from a
+    small neighbourhood of one latent code).  Training resumes from the cache folder's checkpoint
+    if it was interrupted; ``meta`` holds the run's ``metrics``.
+    """
+    device = check_device(device)
+    channels = 1 if config.data == "digits" else 3
+
+    def train(out_dir):
+        result = run_gan(config, device, out_dir=out_dir)
+        return result["generator"], {"metrics": result["metrics"]}
+
+    G, meta = train_once(generator_cache_path(config),
+                         lambda: Generator(config.nz, channels, config.image_size, config.g_width), train,
+                         cache=cache, retrain=retrain, config=asdict(config))
+    return G.to(device).eval(), meta
+
+
+def cache_generator(config: GANConfig, result: dict) -> None:
+    """Store the generator of a finished :func:`run_gan` ``result`` (trained with ``config``) where
+    :func:`trained_generator` looks for it, so that later chapters load it instead of training again."""
+    save_cached_model(generator_cache_path(config), result["generator"], asdict(config),
+                      {"metrics": result["metrics"]})

@@ -46,6 +46,46 @@ def gaussian_kernel(sigma: float):
     return kernel
 
 
+class _GaussianCrossMean(torch.autograd.Function):
+    """mean_ij k(p_i, t_j) per set for p (B, n, d) and fixed t (B, m, d), with the Gaussian kernel,
+    in blocks of ``chunk`` columns; the backward pass recomputes each block instead of keeping the
+    (B, n, m) kernel: d/dp_i = sum_j k(p_i, t_j) (t_j - p_i) / (sigma^2 n m)."""
+
+    @staticmethod
+    def _blocks(p, t, sigma, chunk):
+        kernel = gaussian_kernel(sigma)
+        for j in range(0, t.shape[1], chunk):
+            yield j, kernel(p, t[:, j: j + chunk])
+
+    @staticmethod
+    def forward(ctx, p, t, sigma, chunk):
+        ctx.save_for_backward(p, t)
+        ctx.sigma, ctx.chunk = sigma, chunk
+        with torch.no_grad():
+            total = sum(k.sum((1, 2)) for _, k in _GaussianCrossMean._blocks(p, t, sigma, chunk))
+        return total / (p.shape[1] * t.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, t = ctx.saved_tensors
+        gp = torch.zeros_like(p)
+        with torch.no_grad():
+            for j, k in _GaussianCrossMean._blocks(p, t, ctx.sigma, ctx.chunk):
+                gp += k @ t[:, j: j + ctx.chunk] - k.sum(-1, keepdim=True) * p
+        scale = grad / (ctx.sigma ** 2 * p.shape[1] * t.shape[1])
+        return gp * scale.view(-1, 1, 1), None, None, None
+
+
+def gaussian_cross_mean(p: torch.Tensor, t: torch.Tensor, sigma: float, chunk: int = 1024) -> torch.Tensor:
+    """mean_ij exp(-||p_i - t_j||^2 / (2 sigma^2)) for each of B sets, (B,); differentiable in ``p`` only.
+
+    p (B, n, d), t (B, m, d).  The kernel is computed in blocks of ``chunk`` columns in both passes,
+    so memory stays O(n chunk) for any number m of target patches (the Generalized Image Mean
+    under the exact patch MMD compares one image's patches with those of all its targets).
+    """
+    return _GaussianCrossMean.apply(p, t.detach(), float(sigma), chunk)
+
+
 def _check_geometry(x: torch.Tensor, patch_size: int, window: int, stride: int) -> None:
     window_grid(x.shape[-2], x.shape[-1], patch_size, window, stride)
 
@@ -119,7 +159,8 @@ class PatchMMD(_Twin):
 
         def objective(y: torch.Tensor) -> torch.Tensor:
             py = patches(y)[0]  # (L, n, d)
-            return (kernel(py, py).mean((1, 2)) - 2 * kernel(py, pooled).mean((1, 2)) + own).mean()
+            cross = gaussian_cross_mean(py, pooled, o["sigma"])
+            return (kernel(py, py).mean((1, 2)) - 2 * cross + own).mean()
         return objective
 
 
