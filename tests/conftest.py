@@ -127,3 +127,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_bapps(folder: Path, subsets=("traditional", "cnn"), n: int = 4, size: int = 64, seed: int = 0) -> Path:
+    """A tiny BAPPS 2AFC val stand-in in the official layout under ``folder/bapps/2afc/val/<subset>/``:
+    ``ref``, ``p0``, ``p1`` PNGs and ``judge`` .npy files (the fraction of people who chose p1)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for subset in subsets:
+        root = folder / "bapps" / "2afc" / "val" / subset
+        for part in ("ref", "p0", "p1", "judge"):
+            (root / part).mkdir(parents=True)
+        for i in range(n):
+            for part in ("ref", "p0", "p1"):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / part / f"{i:06d}.png")
+            np.save(root / "judge" / f"{i:06d}.npy", np.array([rng.random()]))
+    return folder / "bapps"
+
+
+@pytest.fixture
+def bapps_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A BAPPS val stand-in (:func:`write_bapps`) with ``PERCEPTLAB_DATA`` pointing at it."""
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    return write_bapps(tmp_path)

@@ -65,21 +65,8 @@ def test_agreement_experiment_runs_and_saves_scores(tmp_path):
     assert set(result["metrics"]["labels"]) == {"l2", "ssim"}
 
 
-def test_agreement_full_preset_reads_bapps_from_its_folder_layout(tmp_path, monkeypatch):
+def test_agreement_full_preset_reads_bapps_from_its_folder_layout(bapps_stand_in):
     """The full preset's code path on a BAPPS stand-in: same code, shrunken config."""
-    import numpy as np
-    from PIL import Image
-
-    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
-    rng = np.random.default_rng(0)
-    for subset in ("traditional", "cnn"):
-        root = tmp_path / "bapps" / "2afc" / "val" / subset
-        for part in ("ref", "p0", "p1", "judge"):
-            (root / part).mkdir(parents=True)
-        for i in range(4):
-            for part in ("ref", "p0", "p1"):
-                Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / part / f"{i:06d}.png")
-            np.save(root / "judge" / f"{i:06d}.npy", np.array([rng.random()]))
     result = experiments.run("agreement", "full", "cpu", None, metrics=("l2", "ssim"), calibrate="l2",
                              n_per_kind=2, size=32, n_boot=20, calibration_steps=20)
     assert "2afc_bapps_l2" in result["metrics"] and "2afc_bapps_ssim" in result["metrics"]

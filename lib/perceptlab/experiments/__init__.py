@@ -27,6 +27,16 @@ from perceptlab.experiments.deepsim import (
 )
 from perceptlab.experiments.gan1d import GAN1DConfig, run_gan1d
 from perceptlab.experiments.gim import GIMConfig, PerceptualGIMConfig, run_gim
+from perceptlab.experiments.random_filters import (
+    PatchGIMConfig,
+    PatchMMDCostConfig,
+    RandomAgreementConfig,
+    SCNNLimitConfig,
+    run_patch_gim,
+    run_patch_mmd_costs,
+    run_random_agreement,
+    run_scnn_limit,
+)
 from perceptlab.experiments.superres import SRConfig, run_superres
 
 
@@ -127,6 +137,50 @@ def _deepsim_invert(config: InversionConfig, device, out_dir) -> dict:
     return {"metrics": metrics, "images": images}
 
 
+def _random_2afc(config: RandomAgreementConfig, device, out_dir) -> dict:
+    result = run_random_agreement(config, device)
+    metrics = {f"2afc_{s}_{r['metric']}": r["score"] for s, rows in result["tables"].items() for r in rows}
+    metrics.update({f"2afc_{s}_{r['metric']}_ci": [r["low"], r["high"]]
+                    for s, rows in result["tables"].items() for r in rows})
+    for s, vote in result["votes"].items():
+        metrics.update({f"2afc_{s}_vote": vote["score"], f"2afc_{s}_vote_ci": [vote["low"], vote["high"]],
+                        f"2afc_{s}_voters": vote["networks"]})
+    metrics.update(labels=result["labels"], seconds=result["seconds"])
+    return {"metrics": metrics, "images": {}}
+
+
+def _scnn_limit(config: SCNNLimitConfig, device, out_dir) -> dict:
+    result = run_scnn_limit(config, device)
+    metrics = {"pairs": result["names"], "limit": result["limit"].tolist(), "widths": list(config.widths),
+               "rms_rel_error": result["rms"].tolist(), "bias": result["bias"].tolist(), "slope": result["slope"],
+               "seconds": {str(k): v for k, v in result["seconds"].items()}}
+    return {"metrics": metrics, "images": {"x": result["x"], "y": result["y"]}}
+
+
+def _patch_gim(config: PatchGIMConfig, device, out_dir) -> dict:
+    result = run_patch_gim(config, device)
+    metrics, images = {"labels": result["labels"]}, {}
+    for part in ("crops", "dcgan"):
+        if part not in result:
+            continue
+        r = result[part]
+        metrics.update({f"{part}_sharpness_{k}": v for k, v in r["sharpness"].items()})
+        metrics.update({f"{part}_patch_contrast_w1_{k}": v for k, v in r["contrast_w1"].items()})
+        metrics[f"{part}_patch_contrast_w1_mean"] = r["mean_contrast_w1"]
+        images[f"{part}_targets"] = r["targets"]
+        images.update({f"{part}_gim_{k}": v for k, v in r["solutions"].items()})
+    return {"metrics": metrics, "images": images}
+
+
+def _patch_mmd_costs(config: PatchMMDCostConfig, device, out_dir) -> dict:
+    result = run_patch_mmd_costs(config, device)
+    rff, sweep = result["rff"], result["sweep"]
+    metrics = {"features": list(config.features), "rff_rms_rel_error": rff["rms"].tolist(), "rff_slope": rff["slope"],
+               "rff_seconds": rff["rff_seconds"], "exact_seconds": rff["exact_seconds"], "sweep_set": sweep["set"],
+               "sweep": sweep["rows"]}
+    return {"metrics": metrics, "images": {}}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
     "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
@@ -137,6 +191,13 @@ EXPERIMENTS: dict[str, Experiment] = {
     "deepsim-ae": Experiment(AEConfig, _deepsim_ae, "Autoencoders with SE, L1 and DeePSiM losses (Chapter 4)"),
     "deepsim-invert": Experiment(InversionConfig, _deepsim_invert, "Inverting a network's features with DeePSiM "
                                  "(Chapter 4)"),
+    "random-2afc": Experiment(RandomAgreementConfig, _random_2afc, "2AFC of trained, random and patch-MMD distances, "
+                              "with a K-network vote (Chapter 5)"),
+    "scnn-limit": Experiment(SCNNLimitConfig, _scnn_limit, "A random S-CNN's distance against its infinite-width "
+                             "limit (Chapter 5)"),
+    "patch-gim": Experiment(PatchGIMConfig, _patch_gim, "Generalized Image Mean under patch losses (Chapter 5)"),
+    "patch-mmd-costs": Experiment(PatchMMDCostConfig, _patch_mmd_costs, "Patch MMD: RFF error and time, "
+                                  "hyperparameters on 2AFC (Chapter 5)"),
 }
 
 
