@@ -169,11 +169,16 @@ def label(name: str, fn) -> str:
     return "no parameters"
 
 
-def run(names: list[str], device: torch.device, batch: int, size: int, repeats: int, warmup: int) -> dict:
+def run(names: list[str], device: torch.device, batch: int, size: int, repeats: int, warmup: int,
+        table: dict | None = None) -> dict:
+    """Time and memory of each loss in ``names`` (constructors from ``table``, default :data:`LOSSES`);
+    ratios are to ``names[0]``.  Shared by the benchmarks (bench_patch_mmd calls it with its own table)."""
+    table = LOSSES if table is None else table
+    baseline = names[0]
     torch.manual_seed(0)
     fns = {}
     for name in names:
-        fn = LOSSES[name]()
+        fn = table[name]()
         fns[name] = fn.to(device) if isinstance(fn, nn.Module) else fn
     x = torch.rand(batch, 3, size, size, device=device, requires_grad=True)
     y = torch.rand(batch, 3, size, size, device=device)
@@ -188,8 +193,8 @@ def run(names: list[str], device: torch.device, batch: int, size: int, repeats: 
             times[name].append(timed_step(fns[name], x, y, device))
     memory = {name: peak_memory(fns[name], x, y, device) for name in names}
 
-    base_t = statistics.median(times[BASELINE])
-    base_m = memory[BASELINE][0] if memory[BASELINE] else None
+    base_t = statistics.median(times[baseline])
+    base_m = memory[baseline][0] if memory[baseline] else None
     rows = []
     for name in names:
         t = statistics.median(times[name])
@@ -213,7 +218,7 @@ def run(names: list[str], device: torch.device, batch: int, size: int, repeats: 
         "dtype": str(x.dtype),
         "repeats": repeats,
         "warmup": warmup,
-        "baseline": BASELINE,
+        "baseline": baseline,
         "backbone_weights": BACKBONE_WEIGHTS,
         "memory_method": {"cuda": "torch.cuda.max_memory_allocated minus allocated at start",
                           "cpu": "max running total of torch profiler memory records"}.get(device.type,

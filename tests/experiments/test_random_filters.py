@@ -22,6 +22,7 @@ def test_chapter_5_experiments_are_registered_with_both_presets():
 
 def test_random_agreement_scores_metrics_and_the_vote(tmp_path):
     result = experiments.run("random-2afc", "quick", "cpu", tmp_path, n_per_kind=2, size=32, vote_k=2, n_boot=20,
+                             parts=("strength", "equal_mse"),
                              metrics=("l2", "vgg-random-zm-norm", "patch-mmd-rff-norm"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["2afc_equal_mse_l2"] == 0.5  # equal MSE: L2 ties on every triplet
@@ -29,6 +30,14 @@ def test_random_agreement_scores_metrics_and_the_vote(tmp_path):
     # voter 0 is the registry's vgg-random-zm-norm: its score is that row's
     assert metrics["2afc_strength_voters"][0] == metrics["2afc_strength_vgg-random-zm-norm"]
     assert 0 <= metrics["2afc_equal_mse_vote"] <= 1
+
+
+def test_vote_reports_how_often_the_voters_disagree():
+    config = rf.RandomAgreementConfig(metrics=("l2",), n_per_kind=1, size=32, vote_k=2, n_boot=10)
+    vote = rf.run_random_agreement(config)["votes"]["equal_mse"]
+    choices = vote["choices"]
+    assert choices.shape == (2, 7) and set(choices.unique().tolist()) <= {0.0, 0.5, 1.0}
+    assert vote["split"] == float((choices[0] != choices[1]).double().mean())
 
 
 def test_voters_are_seeded_random_vggs_with_zero_mean_first_layers():

@@ -56,7 +56,7 @@ def test_patch_mmd_is_zero_for_equal_images_symmetric_and_positive_otherwise():
     assert patch_mmd(x, x).abs().max() < 1e-6
     assert patch_mmd(x, y).item() > 1e-3
     assert patch_mmd(x, y).item() == pytest.approx(patch_mmd(y, x).item(), rel=1e-4)
-    # the channel-normalised MMD ignores a brightness shift; the raw one does not
+    # the MMD of mean-removed patches ignores a brightness shift; the raw one does not
     bright = (x + 0.1).clamp(0, 1)
     assert patch_mmd(x, bright, normalize_channels=True).item() < 0.2 * patch_mmd(x, bright).item()
 

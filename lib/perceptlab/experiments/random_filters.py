@@ -17,7 +17,7 @@ import torch
 from perceptlab.config import PresetConfig, default_seed
 from perceptlab.data.images import load_image
 from perceptlab.data.synthetic_2afc import synthetic_2afc
-from perceptlab.experiments.agreement import make_sets
+from perceptlab.data.triplets import load_bapps
 from perceptlab.experiments.dcgan import GANConfig, trained_generator
 from perceptlab.experiments.gim import GIMConfig
 from perceptlab.gim import generalized_mean, shifted_crops
@@ -39,15 +39,16 @@ from perceptlab.models.scnn import SCNN, infinite_width_distance
 class RandomAgreementConfig(PresetConfig):
     """2AFC agreement of trained, random and patch distances (seed 000, Fig. 2), and the K-network vote.
 
-    Quick: the synthetic 2AFC set (its two parts; rule-based orderings, not human judgements), the
-    Exemplar-CNN trained here as the trained network, S-CNNs of width 128.  Full: also BAPPS val
+    Quick: the equal-MSE part of the synthetic 2AFC set (rule-based orderings, not human judgements;
+    on its other part, one distortion at two strengths, every metric here scores 1), the Exemplar-CNN
+    trained here as the trained network, S-CNNs of width 128.  Full: also BAPPS val
     (human judgements), ImageNet VGG16 and LPIPS, the paper's S-CNN (C = 1024) and K = 20 voters.
-    ``vote_k`` random VGG16s (zero-mean first-layer filters, channel-normalised; seeds 0..K-1) vote;
+    ``vote_k`` random VGG16s (zero-mean first-layer filters, unit-normalised features; seeds 0..K-1) vote;
     the registry's ``vgg-random-zm-norm`` is voter 0.
     """
 
     FULL: ClassVar[dict] = dict(
-        n_per_kind=100, bapps=True, vote_k=20,
+        n_per_kind=100, bapps=True, vote_k=20, parts=("strength", "equal_mse"),
         metrics=("l2", "ssim", "vgg-imagenet-norm", "lpips-vgg", "vgg-random", "vgg-random-norm", "vgg-random-zm-norm",
                  "scnn-random", "scnn-random-norm", "patch-mmd-norm", "patch-mmd-rff", "patch-mmd-rff-norm"))
 
@@ -55,7 +56,8 @@ class RandomAgreementConfig(PresetConfig):
                                 "scnn-random-c128", "scnn-random-c128-norm", "patch-mmd-norm", "patch-mmd-rff",
                                 "patch-mmd-rff-norm")
     vote_k: int = 5
-    n_per_kind: int = 10
+    parts: tuple[str, ...] = ("equal_mse",)
+    n_per_kind: int = 12
     size: int = 64
     bapps: bool = False
     bapps_limit: int | None = None
@@ -69,7 +71,7 @@ VOTER = "vgg-random-zm-norm"
 
 
 def voter(seed: int) -> torch.nn.Module:
-    """Voter ``seed`` of the K-network vote: random VGG16, zero-mean first layer, channel-normalised."""
+    """Voter ``seed`` of the K-network vote: random VGG16, zero-mean first layer, unit-normalised features."""
     return registry.vgg_metric("random", seed, zero_mean=True, normalize=True)
 
 
@@ -78,11 +80,14 @@ def run_random_agreement(config: RandomAgreementConfig, device: str | torch.devi
 
     Returns ``sets``, ``labels`` ({metric: label}), ``tables`` ({set: [rows]}, rows as
     :func:`perceptlab.metrics.agreement_row`), ``votes`` ({set: row of
-    :func:`perceptlab.metrics.vote_agreement`, with each voter's score}) and ``seconds`` ({metric: s}).
+    :func:`perceptlab.metrics.vote_agreement`, with each voter's score, the voters' ``choices`` and
+    ``split``, the fraction of triplets on which they do not all agree}) and ``seconds`` ({metric: s}).
     """
     if config.vote_k < 1:
         raise ValueError(f"config.vote_k must be >= 1, got {config.vote_k}")
-    sets = make_sets(config)
+    sets = {part: synthetic_2afc(part, config.n_per_kind, config.size, seed=config.seed) for part in config.parts}
+    if config.bapps:
+        sets["bapps"] = load_bapps("val", limit=config.bapps_limit, size=config.size)
     labels, seconds = {}, {}
     tables: dict[str, list] = {name: [] for name in sets}
     voter0: dict[str, torch.Tensor] = {}
@@ -105,7 +110,8 @@ def run_random_agreement(config: RandomAgreementConfig, device: str | torch.devi
                                config.batch_size, device) if config.vote_k > len(first) else torch.empty(0, len(triplets))
         choices = torch.cat(first + [rest])
         votes[set_name] = {**vote_agreement(f"vote of {config.vote_k} random VGG16s", choices, triplets, config.n_boot,
-                                            seed=config.seed), "choices": choices}
+                                            seed=config.seed), "choices": choices,
+                           "split": float((choices != choices[:1]).any(0).double().mean())}
     seconds["vote"] = time.perf_counter() - start
     labels["vote"] = f"majority vote of {config.vote_k} x [{voter(0).label}], seeds 0-{config.vote_k - 1}"
     return {"sets": sets, "labels": labels, "tables": tables, "votes": votes, "seconds": seconds}
@@ -136,7 +142,8 @@ class SCNNLimitConfig(PresetConfig):
     normalize_channels: bool = False
     widths: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024)
     fit_from: int = 64  # the slope is fitted on widths >= this
-    n_seeds: int = 12
+    n_seeds: int = 16
+    n_boot: int = 500  # bootstrap resamples of the networks, for the slope's interval
 
 
 def limit_pairs(size: int, image_size: int = 128) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -160,7 +167,8 @@ def run_scnn_limit(config: SCNNLimitConfig, device: str | torch.device = "cpu") 
 
     Returns ``names`` (pairs), ``limit`` (P,) float64, ``distances`` (widths, seeds, P), ``rel_error``
     (same shape, (d - limit) / limit), ``rms`` (widths,) over seeds and pairs, ``bias`` (widths,),
-    ``slope`` (of log rms against log width, widths >= ``fit_from``), ``seconds`` ({width: s}).
+    ``slope`` (of log rms against log width, widths >= ``fit_from``) with ``slope_ci``, a 95%
+    percentile-bootstrap interval over the networks of each width, and ``seconds`` ({width: s}).
     """
     geometry = dict(patch_size=config.patch_size, depth=config.depth, window=config.window, stride=config.stride)
     x, y, names = limit_pairs(config.size, config.image_size)
@@ -178,9 +186,19 @@ def run_scnn_limit(config: SCNNLimitConfig, device: str | torch.device = "cpu") 
     rel = (dist - limit) / limit
     rms = rel.pow(2).mean((1, 2)).sqrt()
     fit = [i for i, w in enumerate(config.widths) if w >= config.fit_from]
-    slope = fit_slope([config.widths[i] for i in fit], rms[fit].tolist()) if len(fit) >= 2 else float("nan")
+    widths = [config.widths[i] for i in fit]
+    slope, slope_ci = float("nan"), (float("nan"), float("nan"))
+    if len(fit) >= 2:
+        slope = fit_slope(widths, rms[fit].tolist())
+        g = torch.Generator().manual_seed(config.n_seeds)
+        boot = []
+        for _ in range(config.n_boot):  # resample the networks (seeds) of every width
+            pick = torch.randint(config.n_seeds, (len(fit), config.n_seeds), generator=g)
+            resampled = torch.stack([rel[i, pick[j]] for j, i in enumerate(fit)])
+            boot.append(fit_slope(widths, resampled.pow(2).mean((1, 2)).sqrt().tolist()))
+        slope_ci = tuple(float(q) for q in np.quantile(boot, [0.025, 0.975]))
     return {"names": names, "x": x.cpu(), "y": y.cpu(), "limit": limit, "distances": dist, "rel_error": rel,
-            "rms": rms, "bias": rel.mean((1, 2)), "slope": slope, "seconds": seconds}
+            "rms": rms, "bias": rel.mean((1, 2)), "slope": slope, "slope_ci": slope_ci, "seconds": seconds}
 
 
 # --------------------------------------------------------------------------- (c) GIM with patch losses
@@ -207,7 +225,7 @@ class PatchGIMConfig(GIMConfig):
     crop: int = 48
     max_shift: int = 6
     n: int = 9
-    steps: int = 200
+    steps: int = 150
     lr: float = 0.05
     losses: tuple[str, ...] = ("l2", "vgg-random-zm-norm", "scnn-random-c128", "patch-mmd", "patch-mmd-rff")
     mmd_targets: int = 9
@@ -215,7 +233,7 @@ class PatchGIMConfig(GIMConfig):
     gan_n_train: int | None = 1297  # the digits 03b trains on (the rest are held out for FID); None: all
     gan_steps: int | None = None  # None: the DCGAN preset's own (tests shrink it)
     dcgan_size: int = 48
-    latent_radius: float = 0.3
+    latent_radius: float = 0.5
     seed: int = 0
     gan_seed: int = field(default_factory=default_seed)
 
@@ -359,8 +377,6 @@ def sweep_settings(config: PatchMMDCostConfig) -> list[dict]:
 def hyperparameter_sweep(config: PatchMMDCostConfig, device: str | torch.device = "cpu") -> dict:
     """The exact patch MMD's 2AFC score for each of :func:`sweep_settings`; returns ``set`` and ``rows``."""
     if config.sweep_set == "bapps":
-        from perceptlab.data.triplets import load_bapps
-
         triplets = load_bapps("val", limit=config.bapps_limit, size=config.size)
     else:
         triplets = synthetic_2afc(config.sweep_set, config.n_per_kind, config.size, seed=config.seed)

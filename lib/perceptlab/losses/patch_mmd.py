@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
-from perceptlab.imaging.patches import image_patches, mmd2, patch_map, pool_windows, window_grid, window_patches
+from perceptlab.imaging.patches import image_patches, mmd2, window_grid, window_patches
 from perceptlab.losses._base import FeatureMapDistance, _check_pair, _check_positive, _reduce, _Twin
 from perceptlab.validate import check_image, check_positive_int
 
@@ -135,7 +134,7 @@ class PatchMMD(_Twin):
         super().__init__(patch_size=patch_size, window=window, stride=stride, sigma=sigma,
                          normalize_channels=normalize_channels, reduction=reduction)
         self.label = (f"patch MMD, exact (P={patch_size}, W={window}, S={stride}, sigma={sigma:g}"
-                      + (", channel-normalised)" if normalize_channels else ")"))
+                      + (", mean-removed patches)" if normalize_channels else ")"))
 
     def mean_objective(self, targets: torch.Tensor):
         """``y -> (1/N) sum_i patch_mmd(y, t_i)`` for one image y (1, C, H, W), exactly.
@@ -184,11 +183,55 @@ def random_fourier_filters(n_features: int, channels: int, patch_size: int, sigm
     return w, b
 
 
-def _pooled_cosines(rows: torch.Tensor, w: torch.Tensor, b: torch.Tensor, height: int, width: int,
-                    patch_size: int, window: int, stride: int) -> torch.Tensor:
-    """Window means of cos(w . p + b) for the patches' ``rows`` (N, n, d) and filters w (r, d): (N, r, rows, columns)."""
-    z = torch.addmm(b, rows.flatten(0, 1), w.T).view(rows.shape[0], rows.shape[1], -1)
-    return pool_windows(patch_map(torch.cos(z), height, width, patch_size), patch_size, window, stride)
+def window_means(length: int, patch_size: int, window: int, stride: int, dtype=torch.float32,
+                 device=None) -> torch.Tensor:
+    """The 1-D averaging matrix of the windows along one image axis: (windows, length - P + 1).
+
+    Row i averages the ``window - patch_size + 1`` patch positions of window i (starting at
+    ``i * stride``); applied along both axes it is :func:`perceptlab.imaging.patches.pool_windows`.
+    """
+    positions, k = length - patch_size + 1, window - patch_size + 1
+    starts = torch.arange(0, positions - k + 1, stride, device=device)
+    cols = torch.arange(positions, device=device)
+    inside = (cols >= starts[:, None]) & (cols < starts[:, None] + k)
+    return inside.to(dtype) / k
+
+
+class _PooledCosines(torch.autograd.Function):
+    """Window means of cos(w . p + b) over the patch rows (N, H', W', d) for filters w (r, d):
+    (N, rows, columns, r).  ``chunk`` filters at a time; the backward pass recomputes each chunk's
+    w . p + b and takes its sine in place, so no (N, H', W', r) activation is kept between passes.
+
+    With A_r, A_c the window-averaging matrices (:func:`window_means`) and z = w . p + b,
+    f = A_r cos(z) A_c^T per filter, and df/dp = -(A_r^T g A_c) sin(z) w.
+    """
+
+    @staticmethod
+    def forward(ctx, rows, w, b, a_r, a_c, chunk):
+        ctx.save_for_backward(rows, w, b, a_r, a_c)
+        ctx.chunk = chunk
+        n, h, wd, d = rows.shape
+        flat = rows.reshape(-1, d)
+        out = []
+        for wc, bc in zip(w.split(chunk), b.split(chunk)):
+            c = torch.addmm(bc, flat, wc.T).cos_().view(n, h, wd * len(wc))
+            c = (a_r @ c).view(n, a_r.shape[0], wd, len(wc))  # average over the rows of each window
+            out.append(a_c @ c)  # ... and over its columns: (N, rows, columns, chunk)
+        return torch.cat(out, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, w, b, a_r, a_c = ctx.saved_tensors
+        n, h, wd, d = rows.shape
+        flat = rows.reshape(-1, d)
+        grad_rows = torch.zeros_like(flat)
+        for i, (wc, bc) in enumerate(zip(w.split(ctx.chunk), b.split(ctx.chunk))):
+            g = grad[..., i * ctx.chunk: i * ctx.chunk + len(wc)]
+            g = (a_c.T @ g).reshape(n, a_r.shape[0], wd * len(wc))
+            g = (a_r.T @ g).reshape(-1, len(wc))  # each patch's share of its windows' gradients
+            s = torch.addmm(bc, flat, wc.T).sin_().mul_(g)
+            grad_rows.sub_(s @ wc)
+        return grad_rows.view(n, h, wd, d), None, None, None, None, None
 
 
 def pooled_fourier_features(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, patch_size: int, window: int,
@@ -196,22 +239,20 @@ def pooled_fourier_features(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, p
     """sqrt(2 / r) times the window means of cos(w . p + b): (N, C, H, W) -> (N, r, rows, columns).
 
     The same numbers as the direct implementation (one convolution with all r filters, a cosine,
-    average pooling), computed ``chunk`` filters at a time as matrix products on the patches
-    (:func:`perceptlab.imaging.patches.image_patches`).  When x needs gradients each chunk is
-    recomputed in the backward pass (activation checkpointing), so the (N, r, H - P + 1, W - P + 1)
-    activations never exist at once; ``benchmarks/bench_patch_mmd.py`` measures time and memory
-    against the direct implementation.
+    average pooling over the windows), computed as matrix products on the patches
+    (:func:`perceptlab.imaging.patches.image_patches`), ``chunk`` filters at a time, with its own
+    backward pass that recomputes each chunk instead of keeping it: the (N, r, H - P + 1, W - P + 1)
+    activations never exist.  ``benchmarks/bench_patch_mmd.py`` measures time and memory against
+    the direct implementation.
     """
     height, width = x.shape[-2:]
     window_grid(height, width, patch_size, window, stride)
-    scale = math.sqrt(2.0 / w.shape[0])
-    rows = image_patches(x, patch_size)
+    rows = image_patches(x, patch_size).reshape(x.shape[0], height - patch_size + 1, width - patch_size + 1, -1)
     w, b = w.flatten(1).to(rows), b.to(rows)
-    args = (height, width, patch_size, window, stride)
-    track = x.requires_grad and torch.is_grad_enabled()
-    parts = [checkpoint(_pooled_cosines, rows, wc, bc, *args, use_reentrant=False) if track
-             else _pooled_cosines(rows, wc, bc, *args) for wc, bc in zip(w.split(chunk), b.split(chunk))]
-    return scale * torch.cat(parts, 1)
+    a_r = window_means(height, patch_size, window, stride, rows.dtype, rows.device)
+    a_c = window_means(width, patch_size, window, stride, rows.dtype, rows.device)
+    pooled = _PooledCosines.apply(rows, w, b, a_r, a_c, chunk)  # (N, rows, columns, r)
+    return math.sqrt(2.0 / w.shape[0]) * pooled.permute(0, 3, 1, 2)
 
 
 class PatchMMDRFF(FeatureMapDistance):
@@ -246,7 +287,7 @@ class PatchMMDRFF(FeatureMapDistance):
         self._filters: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.label = (f"patch MMD, {n_features} random Fourier features (P={patch_size}, W={window}, S={stride}, "
                       f"sigma={sigma:g}, seed {seed}" + (", redrawn each call" if redraw else "")
-                      + (", channel-normalised)" if normalize_channels else ")"))
+                      + (", mean-removed patches)" if normalize_channels else ")"))
 
     def filters(self, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The (w, b) used for images with ``channels`` channels (float64; drawn once unless ``redraw``)."""

@@ -50,7 +50,7 @@ class SCNN(nn.Module):
         normalize_channels: make every first-layer filter zero-mean per input channel (over its
             P x P support), as Amir & Weiss do for random VGGs.  Then w . p = w . (p - mean), the
             network ignores each patch's per-channel mean, and its limit is the kernel on
-            channel-normalised patches (``infinite_width_distance(..., normalize_channels=True)``).
+            mean-removed patches (``infinite_width_distance(..., normalize_channels=True)``).
     """
 
     def __init__(self, patch_size: int = 3, depth: int = 6, width: int = 1024, window: int = 32, stride: int = 16,
