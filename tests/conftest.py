@@ -151,3 +151,17 @@ def bapps_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A BAPPS val stand-in (:func:`write_bapps`) with ``PERCEPTLAB_DATA`` pointing at it."""
     monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
     return write_bapps(tmp_path)
+
+
+def write_celeba(root: Path, n: int = 6) -> None:
+    """A CelebA stand-in in the real layout: img_align_celeba/00000k.jpg (178x218) + list_eval_partition.txt."""
+    from PIL import Image
+
+    folder = root / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(1, n + 1):
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
+        lines.append(f"{i:06d}.jpg {0 if i <= n - 2 else 1}")
+    (root / "celeba" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")

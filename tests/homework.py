@@ -59,3 +59,22 @@ def release_and_check(source_path: Path, out_dir: Path, regions: int) -> tuple[N
     for cell in code:  # valid (I)Python
         compile(TransformerManager().transform_cell(cell.source), cell.get("id", "cell"), "exec")
     return source, student
+
+
+def with_answers(source_path: Path, tmp_path: Path, answers: dict) -> Path:
+    """The reference ``source_path`` with some cells (by id) changed, written to ``tmp_path``: a string
+    replaces the cell's solution regions, a function maps the cell's whole source to the new one."""
+    from perceptlab.course import grading
+
+    nb = read(source_path)
+    for cell_id, answer in answers.items():
+        cell = cell_by_id(nb, cell_id)
+        cell.source = answer(cell.source) if callable(answer) else grading.strip_solutions(cell.source, answer)
+    path = tmp_path / source_path.name.replace("_source", "")
+    nbformat.write(nb, path)
+    return path
+
+
+def failed_checks(report) -> set[str]:
+    """The ids of the check cells a :class:`perceptlab.course.grading.GradeReport` failed."""
+    return {r.check.id for r in report.results if not r.passed}

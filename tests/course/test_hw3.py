@@ -11,12 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
-
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check)
+from homework import (cell_by_id, check_cells, expected_scores, failed_checks, kernels_find_perceptlab,  # noqa: F401
+                      read, release_and_check, with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "03_gans_fid" / "homework"
@@ -61,17 +59,6 @@ return F.logsigmoid(-fake_logits).mean() if kind == "minimax" else -F.logsigmoid
 
 def scores(points: dict[str, float]) -> dict:
     return expected_scores(points, HW3_MAX)
-
-
-def with_answers(tmp_path: Path, answers: dict[str, str]) -> Path:
-    """The reference with the solution regions of some cells (by id) replaced, written to tmp_path."""
-    nb = read(HW3_SOURCE)
-    for cell_id, answer in answers.items():
-        cell = cell_by_id(nb, cell_id)
-        cell.source = grading.strip_solutions(cell.source, answer)
-    path = tmp_path / "hw3.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 # --------------------------------------------------------------------------- the notebooks, statically
@@ -133,17 +120,17 @@ def test_hw3_untouched_student_version_scores_zero() -> None:
 
 
 def test_hw3_other_correct_answers_score_full_marks(tmp_path: Path) -> None:
-    assert grading.grade(with_answers(tmp_path, OTHER_CORRECT), HW3_SOURCE) == scores(HW3_MAX)
+    assert grading.grade(with_answers(HW3_SOURCE, tmp_path, OTHER_CORRECT), HW3_SOURCE) == scores(HW3_MAX)
 
 
 def test_hw3_float32_q1_loses_exactly_its_points(tmp_path: Path) -> None:
-    report = grading.grade_report(with_answers(tmp_path, {"q1-solution": FLOAT32_Q1}), HW3_SOURCE)
+    report = grading.grade_report(with_answers(HW3_SOURCE, tmp_path, {"q1-solution": FLOAT32_Q1}), HW3_SOURCE)
     assert report.to_dict() == scores({**HW3_MAX, "q1": 0})
-    assert {r.check.id for r in report.results if not r.passed} == {"check-q1-library"}
+    assert failed_checks(report) == {"check-q1-library"}
 
 
 def test_hw3_naive_q2_loses_exactly_its_points(tmp_path: Path) -> None:
-    report = grading.grade_report(with_answers(tmp_path, {"q2-solution": NAIVE_Q2}), HW3_SOURCE)
+    report = grading.grade_report(with_answers(HW3_SOURCE, tmp_path, {"q2-solution": NAIVE_Q2}), HW3_SOURCE)
     assert report.to_dict() == scores({**HW3_MAX, "q2": 0})
-    assert {r.check.id for r in report.results if not r.passed} == \
+    assert failed_checks(report) == \
         {"check-q2-closed", "check-q2-library", "check-q2-gradient"}

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check)
+from homework import (cell_by_id, check_cells, expected_scores, failed_checks, kernels_find_perceptlab,  # noqa: F401
+                      read, release_and_check, with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "04_deepsim" / "homework"
@@ -120,21 +119,6 @@ def scores(points: dict[str, float]) -> dict:
     return expected_scores(points, HW4_MAX)
 
 
-def with_answers(tmp_path: Path, answers: dict[str, str]) -> Path:
-    """The reference with the solution regions of some cells (by id) replaced, written to tmp_path."""
-    nb = read(HW4_SOURCE)
-    for cell_id, answer in answers.items():
-        cell = cell_by_id(nb, cell_id)
-        cell.source = grading.strip_solutions(cell.source, answer)
-    path = tmp_path / "hw4.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
-def failed_checks(report: grading.GradeReport) -> set[str]:
-    return {r.check.id for r in report.results if not r.passed}
-
-
 def printed(cell_id: str) -> str:
     cell = check_cells(read(HW4_SOURCE))[cell_id]
     return "".join(o.text for o in cell.outputs)
@@ -218,7 +202,7 @@ def test_hw4_untouched_student_version_scores_zero() -> None:
 
 
 def test_hw4_other_correct_answers_score_full_marks(tmp_path: Path) -> None:
-    report = grading.grade_report(with_answers(tmp_path, OTHER_CORRECT), HW4_SOURCE)
+    report = grading.grade_report(with_answers(HW4_SOURCE, tmp_path, OTHER_CORRECT), HW4_SOURCE)
     assert report.to_dict() == scores(HW4_MAX), report.format()
 
 
@@ -229,7 +213,7 @@ def test_hw4_other_correct_answers_score_full_marks(tmp_path: Path) -> None:
 ], ids=["q1-all-pairs", "q2-nearest", "q3-never-pauses"])
 def test_hw4_one_broken_answer_loses_exactly_its_points(tmp_path: Path, question: str, cell_id: str, answer: str,
                                                         failing: set[str]) -> None:
-    report = grading.grade_report(with_answers(tmp_path, {cell_id: answer}), HW4_SOURCE)
+    report = grading.grade_report(with_answers(HW4_SOURCE, tmp_path, {cell_id: answer}), HW4_SOURCE)
     assert report.to_dict() == scores({**HW4_MAX, question: 0}), report.format()
     assert failed_checks(report) == failing
 
@@ -240,7 +224,7 @@ def test_hw4_naive_answers_are_told_apart(tmp_path: Path) -> None:
     (A second submission with the padding swapped and the ratio inverted was dropped: its grading
     run cost ~15 s of CI for little more.)"""
     first = {"q1-solution": PER_PIXEL_Q1, "q2-solution-nails": BILINEAR_Q2, "q3-solution": ALWAYS_PAUSES_Q3}
-    report = grading.grade_report(with_answers(tmp_path, first), HW4_SOURCE)
+    report = grading.grade_report(with_answers(HW4_SOURCE, tmp_path, first), HW4_SOURCE)
     assert report.to_dict() == scores(dict.fromkeys(HW4_MAX, 0)), report.format()
     assert failed_checks(report) == {"check-q1-closed", "check-q1-library",
                                      "check-q2-nails", "check-q2-closed", "check-q2-library",

@@ -10,13 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
-import pytest
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check)
+from homework import (cell_by_id, check_cells, expected_scores, failed_checks, kernels_find_perceptlab,  # noqa: F401
+                      read, release_and_check, with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "05_random_filters" / "homework"
@@ -80,22 +78,6 @@ return out""",
 
 def scores(points: dict[str, float]) -> dict:
     return expected_scores(points, HW5_MAX)
-
-
-def with_answers(tmp_path: Path, answers: dict) -> Path:
-    """The reference with some cells (by id) changed, written to tmp_path: a string replaces the
-    cell's solution regions, a function maps the cell's whole source to the new one."""
-    nb = read(HW5_SOURCE)
-    for cell_id, answer in answers.items():
-        cell = cell_by_id(nb, cell_id)
-        cell.source = answer(cell.source) if callable(answer) else grading.strip_solutions(cell.source, answer)
-    path = tmp_path / "hw5.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
-def failed_checks(report: grading.GradeReport) -> set[str]:
-    return {r.check.id for r in report.results if not r.passed}
 
 
 def printed(cell_id: str) -> str:
@@ -166,12 +148,12 @@ def test_hw5_untouched_student_version_scores_zero() -> None:
 
 
 def test_hw5_other_correct_answers_score_full_marks(tmp_path: Path) -> None:
-    report = grading.grade_report(with_answers(tmp_path, OTHER_CORRECT), HW5_SOURCE)
+    report = grading.grade_report(with_answers(HW5_SOURCE, tmp_path, OTHER_CORRECT), HW5_SOURCE)
     assert report.to_dict() == scores(HW5_MAX), report.format()
 
 
 def test_hw5_a_kernel_without_the_factor_two_loses_exactly_q1(tmp_path: Path) -> None:
-    report = grading.grade_report(with_answers(tmp_path, {"q1-solution": NO_FACTOR_TWO_Q1}), HW5_SOURCE)
+    report = grading.grade_report(with_answers(HW5_SOURCE, tmp_path, {"q1-solution": NO_FACTOR_TWO_Q1}), HW5_SOURCE)
     assert report.to_dict() == scores({**HW5_MAX, "q1": 0}), report.format()
     assert failed_checks(report) == {"check-q1-closed", "check-q1-library"}
 
@@ -179,6 +161,6 @@ def test_hw5_a_kernel_without_the_factor_two_loses_exactly_q1(tmp_path: Path) ->
 def test_hw5_naive_answers_are_told_apart(tmp_path: Path) -> None:
     """The unbiased MMD (Q1), features without their scale (Q2), a rounded mean as the vote (Q3)."""
     answers = {"q1-solution": UNBIASED_Q1, "q2-solution": UNSCALED_Q2, "q3-solution": ROUNDED_Q3}
-    report = grading.grade_report(with_answers(tmp_path, answers), HW5_SOURCE)
+    report = grading.grade_report(with_answers(HW5_SOURCE, tmp_path, answers), HW5_SOURCE)
     assert report.to_dict() == scores(dict.fromkeys(HW5_MAX, 0)), report.format()
     assert failed_checks(report) == set(HW5_CHECKS)

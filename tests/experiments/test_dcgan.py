@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same
+from conftest import assert_same, write_celeba
 import torch.nn.functional as F
 from PIL import Image
 
@@ -342,21 +342,9 @@ def test_quick_preset_learns_the_pixel_statistics_of_digits():
 # --------------------------------------------------------------------------- full preset code path
 
 
-def _write_celeba(root: Path, n: int = 6) -> None:
-    """A CelebA stand-in in the real layout: img_align_celeba/00000k.jpg (178x218) + list_eval_partition.txt."""
-    folder = root / "celeba" / "img_align_celeba"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(1, n + 1):
-        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
-        lines.append(f"{i:06d}.jpg {0 if i <= n - 2 else 1}")
-    (root / "celeba" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-
-
 def test_full_preset_code_path_runs_on_a_celeba_stand_in(tmp_path, monkeypatch):
     monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path / "data"))
-    _write_celeba(tmp_path / "data")
+    write_celeba(tmp_path / "data")
     config = dcgan.GANConfig.for_preset("full", steps=3, batch=2, nz=8, g_width=4, d_width=4, n_grid=4, n_samples=3,
                                       n_reference=4, ckpt_every=2)
     assert (config.data, config.image_size) == ("celeba", 64)

@@ -30,6 +30,7 @@ def test_random_agreement_scores_metrics_and_the_vote(tmp_path):
     # voter 0 is the registry's vgg-random-zm-norm: its score is that row's
     assert metrics["2afc_strength_voters"][0] == metrics["2afc_strength_vgg-random-zm-norm"]
     assert 0 <= metrics["2afc_equal_mse_vote"] <= 1
+    assert "vote" in result["metrics"]["labels"] and metrics["seconds"]["vote"] > 0
 
 
 def test_vote_reports_how_often_the_voters_disagree():
@@ -66,9 +67,9 @@ def test_scnn_limit_measures_relative_errors_against_the_closed_form(preset):
 
 def test_patch_gim_on_shifted_crops_and_a_dcgan_neighbourhood(empty_data_dir):
     config = rf.PatchGIMConfig(steps=3, n=3, mmd_targets=2, losses=("l2", "patch-mmd", "patch-mmd-rff"),
-                               gan_steps=2)
+                               gan_overrides={"steps": 2})
     result = experiments.run("patch-gim", "quick", "cpu", None, **{k: getattr(config, k) for k in
-                                                                 ("steps", "n", "mmd_targets", "losses", "gan_steps")})
+                                                                 ("steps", "n", "mmd_targets", "losses", "gan_overrides")})
     metrics = result["metrics"]
     assert {"crops_sharpness_l2", "dcgan_sharpness_patch-mmd", "dcgan_patch_contrast_w1_mean"} <= set(metrics)
     assert result["images"]["dcgan_targets"].shape == (3, 3, config.dcgan_size, config.dcgan_size)
@@ -77,6 +78,22 @@ def test_patch_gim_on_shifted_crops_and_a_dcgan_neighbourhood(empty_data_dir):
     assert (cached / "model.pt").exists()
     again, _ = rf.dcgan_neighbourhood(config)
     assert torch.equal(again, result["images"]["dcgan_targets"])
+
+
+def test_patch_gim_full_preset_runs_on_a_celeba_stand_in(empty_data_dir):
+    """The full preset's code path (a CelebA DCGAN, larger crops) on a stand-in: same code, shrunken config."""
+    from conftest import write_celeba
+
+    write_celeba(empty_data_dir)
+    tiny_gan = {"steps": 2, "batch": 2, "nz": 8, "g_width": 4, "d_width": 4, "n_grid": 4, "n_samples": 3,
+                "n_reference": 4}
+    config = experiments.make_config("patch-gim", "full", image_size=48, crop=32, max_shift=4, n=3, steps=2,
+                                     mmd_targets=2, dcgan_size=32, losses=("l2", "patch-mmd-rff"),
+                                     gan_overrides=tiny_gan)
+    assert config.dcgan == "full" and config.gan_n_train is None
+    result = rf.run_patch_gim(config)
+    assert result["dcgan"]["targets"].shape == (3, 3, 32, 32)
+    assert set(result["dcgan"]["solutions"]) == {"l2", "patch-mmd-rff"}
 
 
 def test_patch_gim_starts_every_loss_from_the_pixel_mean():

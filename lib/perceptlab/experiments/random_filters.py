@@ -231,7 +231,7 @@ class PatchGIMConfig(GIMConfig):
     mmd_targets: int = 9
     dcgan: str = "quick"  # the preset of the Chapter 3 DCGAN (GANConfig), or "" to skip set (A)
     gan_n_train: int | None = 1297  # the digits 03b trains on (the rest are held out for FID); None: all
-    gan_steps: int | None = None  # None: the DCGAN preset's own (tests shrink it)
+    gan_overrides: dict = field(default_factory=dict)  # fields of the DCGAN's GANConfig to change (tests shrink it)
     dcgan_size: int = 48
     latent_radius: float = 0.5
     seed: int = 0
@@ -240,8 +240,8 @@ class PatchGIMConfig(GIMConfig):
 
 def dcgan_neighbourhood(config: PatchGIMConfig, device: str | torch.device = "cpu") -> tuple[torch.Tensor, dict]:
     """``config.n`` DCGAN samples G(z0 + r eps_i) around one code z0, as (n, 3, dcgan_size, dcgan_size), and G's meta."""
-    steps = {} if config.gan_steps is None else {"steps": config.gan_steps}
-    gan = GANConfig.for_preset(config.dcgan, seed=config.gan_seed, n_train=config.gan_n_train, **steps)
+    gan = GANConfig.for_preset(config.dcgan, **{"seed": config.gan_seed, "n_train": config.gan_n_train,
+                                                 **config.gan_overrides})
     G, meta = trained_generator(gan, device)
     g = torch.Generator().manual_seed(config.seed + 11)
     z0 = torch.randn(1, gan.nz, generator=g)
