@@ -198,60 +198,69 @@ def window_means(length: int, patch_size: int, window: int, stride: int, dtype=t
 
 
 class _PooledCosines(torch.autograd.Function):
-    """Window means of cos(w . p + b) over the patch rows (N, H', W', d) for filters w (r, d):
-    (N, rows, columns, r).  ``chunk`` filters at a time; the backward pass recomputes each chunk's
-    w . p + b and takes its sine in place, so no (N, H', W', r) activation is kept between passes.
+    """Window means of cos(w . p + b) for the patch rows (N, H'W', d + 1) (a last column of ones carries
+    the bias) and augmented filters [w, b] (r, d + 1): (N, rows, columns, r).
 
-    With A_r, A_c the window-averaging matrices (:func:`window_means`) and z = w . p + b,
-    f = A_r cos(z) A_c^T per filter, and df/dp = -(A_r^T g A_c) sin(z) w.
+    With A_r, A_c the window-averaging matrices (:func:`window_means`) and z = w . p + b, the
+    features are f = A_r cos(z) A_c^T per filter, and df/dp = -(A_r^T g A_c) sin(z) w.  The work is
+    done ``group`` images and ``chunk`` filters at a time (blocks small enough to stay in the CPU's
+    cache), and the backward pass recomputes each block's z and takes its sine in place, so no
+    (N, H', W', r) activation is kept between the passes.
     """
 
     @staticmethod
-    def forward(ctx, rows, w, b, a_r, a_c, chunk):
-        ctx.save_for_backward(rows, w, b, a_r, a_c)
-        ctx.chunk = chunk
-        n, h, wd, d = rows.shape
-        flat = rows.reshape(-1, d)
-        out = []
-        for wc, bc in zip(w.split(chunk), b.split(chunk)):
-            c = torch.addmm(bc, flat, wc.T).cos_().view(n, h, wd * len(wc))
-            c = (a_r @ c).view(n, a_r.shape[0], wd, len(wc))  # average over the rows of each window
-            out.append(a_c @ c)  # ... and over its columns: (N, rows, columns, chunk)
-        return torch.cat(out, -1)
+    def forward(ctx, rows, w, a_r, a_c, map_size, chunk, group):
+        ctx.save_for_backward(rows, w, a_r, a_c)
+        ctx.sizes = map_size, chunk, group
+        (h, wd), (n_rows, n_cols) = map_size, (a_r.shape[0], a_c.shape[0])
+        out = rows.new_empty(rows.shape[0], n_rows, n_cols, w.shape[0])
+        for i in range(0, rows.shape[0], group):
+            block = rows[i: i + group]
+            for j in range(0, w.shape[0], chunk):
+                c = (block @ w[j: j + chunk].T).cos_()  # (g, H'W', k)
+                g, k = c.shape[0], c.shape[-1]
+                c = (a_r @ c.view(g, h, wd * k)).view(g, n_rows, wd, k)  # average over each window's rows ...
+                out[i: i + group, :, :, j: j + chunk] = a_c @ c  # ... and its columns
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        rows, w, b, a_r, a_c = ctx.saved_tensors
-        n, h, wd, d = rows.shape
-        flat = rows.reshape(-1, d)
-        grad_rows = torch.zeros_like(flat)
-        for i, (wc, bc) in enumerate(zip(w.split(ctx.chunk), b.split(ctx.chunk))):
-            g = grad[..., i * ctx.chunk: i * ctx.chunk + len(wc)]
-            g = (a_c.T @ g).reshape(n, a_r.shape[0], wd * len(wc))
-            g = (a_r.T @ g).reshape(-1, len(wc))  # each patch's share of its windows' gradients
-            s = torch.addmm(bc, flat, wc.T).sin_().mul_(g)
-            grad_rows.sub_(s @ wc)
-        return grad_rows.view(n, h, wd, d), None, None, None, None, None
+        rows, w, a_r, a_c = ctx.saved_tensors
+        (h, wd), chunk, group = ctx.sizes
+        grad_rows = torch.empty_like(rows)
+        for i in range(0, rows.shape[0], group):
+            block, total = rows[i: i + group], None
+            for j in range(0, w.shape[0], chunk):
+                wc = w[j: j + chunk]
+                g, k = block.shape[0], wc.shape[0]
+                share = (a_c.T @ grad[i: i + group, :, :, j: j + chunk]).reshape(g, a_r.shape[0], wd * k)
+                share = (a_r.T @ share).view(g, h * wd, k)  # each patch's share of its windows' gradients
+                part = (block @ wc.T).sin_().mul_(share) @ wc
+                total = part if total is None else total.add_(part)
+            grad_rows[i: i + group] = -total
+        return grad_rows, None, None, None, None, None, None
 
 
 def pooled_fourier_features(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, patch_size: int, window: int,
-                            stride: int, chunk: int = 64) -> torch.Tensor:
+                            stride: int, chunk: int = 64, group: int = 4) -> torch.Tensor:
     """sqrt(2 / r) times the window means of cos(w . p + b): (N, C, H, W) -> (N, r, rows, columns).
 
     The same numbers as the direct implementation (one convolution with all r filters, a cosine,
     average pooling over the windows), computed as matrix products on the patches
-    (:func:`perceptlab.imaging.patches.image_patches`), ``chunk`` filters at a time, with its own
-    backward pass that recomputes each chunk instead of keeping it: the (N, r, H - P + 1, W - P + 1)
-    activations never exist.  ``benchmarks/bench_patch_mmd.py`` measures time and memory against
-    the direct implementation.
+    (:func:`perceptlab.imaging.patches.image_patches`), ``group`` images and ``chunk`` filters at a
+    time, with its own backward pass that recomputes each block instead of keeping it: the
+    (N, r, H - P + 1, W - P + 1) activations never exist.  ``benchmarks/bench_patch_mmd.py``
+    measures time and memory against the direct implementation.
     """
     height, width = x.shape[-2:]
     window_grid(height, width, patch_size, window, stride)
-    rows = image_patches(x, patch_size).reshape(x.shape[0], height - patch_size + 1, width - patch_size + 1, -1)
-    w, b = w.flatten(1).to(rows), b.to(rows)
+    rows = image_patches(x, patch_size)
+    rows = torch.cat([rows, rows.new_ones(rows.shape[0], rows.shape[1], 1)], 2)  # the bias as a last weight
+    w = torch.cat([w.flatten(1), b[:, None]], 1).to(rows)
     a_r = window_means(height, patch_size, window, stride, rows.dtype, rows.device)
     a_c = window_means(width, patch_size, window, stride, rows.dtype, rows.device)
-    pooled = _PooledCosines.apply(rows, w, b, a_r, a_c, chunk)  # (N, rows, columns, r)
+    map_size = (height - patch_size + 1, width - patch_size + 1)
+    pooled = _PooledCosines.apply(rows, w, a_r, a_c, map_size, chunk, group)  # (N, rows, columns, r)
     return math.sqrt(2.0 / w.shape[0]) * pooled.permute(0, 3, 1, 2)
 
 
