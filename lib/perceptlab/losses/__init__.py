@@ -1,5 +1,5 @@
 """Losses: pixel (MSE, L1, PSNR, SSIM), deep features, LPIPS, adversarial, DeePSiM, patch MMD and the
-random S-CNN, each a function and an
+random S-CNN, Watson-DCT and Watson-DFT, each a function and an
 ``nn.Module`` twin; and the metric registry that builds every named distance.
 """
 from perceptlab.losses.pixel import (
@@ -55,6 +55,30 @@ from perceptlab.losses.patch_mmd import (
 )
 from perceptlab.losses.scnn import (
     SCNNLoss,
+)
+from perceptlab.losses.watson import (
+    BLOCK,
+    GREY_WEIGHTS,
+    dct_matrix,
+    block_dct,
+    block_dft,
+    amplitude_phase,
+    rgb_to_ycbcr,
+    rgb_to_grey,
+    luminance_masking,
+    smooth_max,
+    contrast_masking,
+    minkowski_pool,
+    watson_distance,
+    phase_distance,
+    real_only_mask,
+    grid_shift,
+    parameters_path,
+    read_parameters,
+    WatsonDCT,
+    WatsonDFT,
+    watson_dct,
+    watson_dft,
 )
 from perceptlab.losses.registry import (
     VGG_LAYERS,
@@ -115,6 +139,28 @@ __all__ = [
     "pooled_fourier_features",
     "PatchMMDRFF",
     "SCNNLoss",
+    "BLOCK",
+    "GREY_WEIGHTS",
+    "dct_matrix",
+    "block_dct",
+    "block_dft",
+    "amplitude_phase",
+    "rgb_to_ycbcr",
+    "rgb_to_grey",
+    "luminance_masking",
+    "smooth_max",
+    "contrast_masking",
+    "minkowski_pool",
+    "watson_distance",
+    "phase_distance",
+    "real_only_mask",
+    "grid_shift",
+    "parameters_path",
+    "read_parameters",
+    "WatsonDCT",
+    "WatsonDFT",
+    "watson_dct",
+    "watson_dft",
     "VGG_LAYERS",
     "EXEMPLAR_LAYERS",
     "registry",

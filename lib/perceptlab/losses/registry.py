@@ -20,6 +20,7 @@ from perceptlab.losses.lpips import LPIPS
 from perceptlab.losses.patch_mmd import PatchMMD, PatchMMDRFF
 from perceptlab.losses.pixel import L1Loss, MSELoss, SSIMLoss
 from perceptlab.losses.scnn import SCNNLoss
+from perceptlab.losses.watson import WatsonDCT, WatsonDFT
 from perceptlab.models.backbones import Backbone, backbone
 
 #: The five layers LPIPS reads from VGG16 (Zhang et al. 2018); a common perceptual-loss choice.
@@ -102,6 +103,10 @@ def _scnn(width: int, normalize: bool = False):
     return lambda reduction: SCNNLoss(width=width, normalize_channels=normalize, reduction=reduction)
 
 
+def _watson(cls, channels: int = 3, pretrained: bool = True):
+    return lambda reduction: cls(channels, pretrained, reduction=reduction, grey_from_rgb=channels == 1)
+
+
 #: AlexNet's rectified convolution layers (the layers LPIPS-alex reads).
 ALEX_LAYERS = ("relu1", "relu2", "relu3", "relu4", "relu5")
 
@@ -149,6 +154,18 @@ REGISTRY: dict[str, Entry] = {
     "patch-mmd-rff": Entry("patch MMD with 1024 random Fourier features (seed 0)", _patch_mmd(True, False)),
     "patch-mmd-rff-norm": Entry("patch MMD with 1024 random Fourier features, mean-removed patches",
                                 _patch_mmd(True, True)),
+    "watson-dct": Entry("Watson-DCT, colour (YCbCr), parameters trained on BAPPS by Czolbe et al. 2020",
+                        _watson(WatsonDCT)),
+    "watson-dft": Entry("Watson-DFT, colour (YCbCr), parameters trained on BAPPS by Czolbe et al. 2020",
+                        _watson(WatsonDFT)),
+    "watson-dct-grey": Entry("Watson-DCT, greyscale of the RGB input, trained parameters (Czolbe et al. 2020)",
+                             _watson(WatsonDCT, 1)),
+    "watson-dft-grey": Entry("Watson-DFT, greyscale of the RGB input, trained parameters (Czolbe et al. 2020)",
+                             _watson(WatsonDFT, 1)),
+    "watson-dct-untrained": Entry("Watson-DCT, colour, the untrained starting values (JPEG table, alpha 0.649, "
+                                  "r 0.7, p 4)", _watson(WatsonDCT, 3, False)),
+    "watson-dft-untrained": Entry("Watson-DFT, colour, the untrained starting values (T 1, alpha 0.1, r 0.2, p 1)",
+                                  _watson(WatsonDFT, 3, False)),
     "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
     "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
                                _vgg("imagenet", normalize=True), offline=False),
