@@ -38,6 +38,13 @@ from perceptlab.experiments.random_filters import (
     run_scnn_limit,
 )
 from perceptlab.experiments.superres import SRConfig, run_superres
+from perceptlab.experiments.watson import (
+    WatsonAgreementConfig,
+    WatsonColourVAEConfig,
+    WatsonVAEConfig,
+    run_watson_agreement,
+    run_watson_vae,
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,29 @@ def _patch_mmd_costs(config: PatchMMDCostConfig, device, out_dir) -> dict:
     return {"metrics": metrics, "images": {}}
 
 
+def _watson_2afc(config: WatsonAgreementConfig, device, out_dir) -> dict:
+    result = run_watson_agreement(config, device, out_dir)
+    metrics = {f"2afc_{r['metric']}": r["score"] for r in result["rows"]}
+    metrics.update({f"2afc_{r['metric']}_ci": [r["low"], r["high"]] for r in result["rows"]})
+    for t, cal in result["calibration"].items():
+        metrics.update({f"recalibrated_{t}_before": cal["before"]["score"], f"recalibrated_{t}_after": cal["after"]["score"],
+                        f"recalibrated_{t}_gamma": cal["gamma"]})
+    metrics.update(labels=result["labels"], evaluation_set=result["test"].source, calibration_set=result["train"].source,
+                   costs=[{k: r[k] for k in ("metric", "seconds", "speedup_vs_vgg")} for r in result["costs"]])
+    return {"metrics": metrics, "images": {}}
+
+
+def _watson_vae(config: WatsonVAEConfig, device, out_dir) -> dict:
+    result = run_watson_vae(config, device)
+    metrics = {f"{loss}_{k}": v for loss, m in result["metrics"].items() for k, v in m.items()}
+    metrics.update(fid_space=result["fid_space"], **{f"{loss}_label": meta["label"] for loss, meta in result["meta"].items()},
+                   **{f"{loss}_train_seconds": meta["train_seconds"] for loss, meta in result["meta"].items()})
+    images = {"test": result["test"][:16], **{f"recon_{k}": v for k, v in result["reconstructions"].items()},
+              **{f"samples_{k}": v for k, v in result["samples"].items()},
+              **{f"manifold_{k}": v for k, v in result["manifold"].items()}}
+    return {"metrics": metrics, "images": images}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
     "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
@@ -198,6 +228,12 @@ EXPERIMENTS: dict[str, Experiment] = {
     "patch-gim": Experiment(PatchGIMConfig, _patch_gim, "Generalized Image Mean under patch losses (Chapter 5)"),
     "patch-mmd-costs": Experiment(PatchMMDCostConfig, _patch_mmd_costs, "Patch MMD: RFF error and time, "
                                   "hyperparameters on 2AFC (Chapter 5)"),
+    "watson-2afc": Experiment(WatsonAgreementConfig, _watson_2afc, "Watson-DCT/DFT on 2AFC, re-calibrated, and the "
+                              "cost of each distance (Chapter 6)"),
+    "watson-vae": Experiment(WatsonVAEConfig, _watson_vae, "VAEs on digits (quick) or MNIST (full) with L2, SSIM, "
+                             "Watson-DFT and a deep loss (Chapter 6)"),
+    "watson-vae-colour": Experiment(WatsonColourVAEConfig, _watson_vae, "Colour VAEs on bundled crops (quick) or "
+                                    "CelebA 64x64 (full) (Chapter 6)"),
 }
 
 

@@ -34,6 +34,7 @@ from perceptlab.metrics.twoafc import (
     calibration_loss,
     Calibration,
     calibrate,
+    calibrate_metric,
 )
 from perceptlab.metrics.voting import (
     majority_vote,
@@ -89,6 +90,7 @@ __all__ = [
     "calibration_loss",
     "Calibration",
     "calibrate",
+    "calibrate_metric",
     "high_frequency_fraction",
     "relative_sharpness",
     "pixel_w1",

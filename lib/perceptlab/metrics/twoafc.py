@@ -255,3 +255,64 @@ def calibrate(c0: torch.Tensor, c1: torch.Tensor, judge: torch.Tensor, steps: in
         history.append(loss.item())
     w = F.softplus(u).detach()
     return Calibration(w / w.sum(), float(F.softplus(g.detach())), history)
+
+
+class _Gamma(torch.nn.Module):
+    """Eq. (11)'s gamma as a trainable softplus(g), initialised at 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.g = torch.nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))
+
+    def forward(self) -> torch.Tensor:
+        return F.softplus(self.g)
+
+
+def calibrate_metric(metric: torch.nn.Module, triplets: Triplets, steps: int, lr: float = 1e-4,
+                     batch_size: int = 32, seed: int = 0, out_dir=None, ckpt_every: int = 0,
+                     eval_triplets: Triplets | None = None, eval_every: int = 0, device: str | torch.device = "cpu",
+                     stop_after: int | None = None) -> dict:
+    """Train every parameter of ``metric`` and eq. (11)'s gamma on 2AFC judgements (Czolbe et al. 2020).
+
+    Minimises :func:`calibration_loss` (eq. 12) of ``metric(p0, ref)`` and ``metric(p1, ref)`` on
+    minibatches of ``batch_size`` triplets drawn with replacement, with Adam (the paper: lr 1e-4 on
+    BAPPS train).  This is :func:`calibrate` end to end: there the component distances are fixed and
+    only their weights move; here the metric itself (e.g. Watson's T, alpha, r, p, phase and channel
+    weights) is trained.  Checkpoints in ``out_dir`` resume exactly (:func:`perceptlab.train.fit`);
+    with ``eval_triplets`` the 2AFC score on them is logged as ``eval_score`` every ``eval_every``
+    steps and at the end.  Returns ``history`` and ``gamma``; ``metric`` is trained in place.
+    """
+    from perceptlab.train import fit
+
+    check_positive_int(batch_size, "batch_size")
+    if not any(p.requires_grad for p in metric.parameters()):
+        raise ValueError("metric has no trainable parameters to calibrate")
+    metric.to(device).train()
+    gamma = _Gamma().to(device)
+    opt = torch.optim.Adam([*(p for p in metric.parameters() if p.requires_grad), *gamma.parameters()], lr=lr)
+    n = len(triplets)
+
+    def sample(g: torch.Generator, step: int) -> torch.Tensor:
+        return torch.randint(0, n, (batch_size,), generator=g)
+
+    def step_fn(index: torch.Tensor, step: int) -> dict:
+        ref, p0, p1 = (getattr(triplets, k)[index].to(device) for k in ("ref", "p0", "p1"))
+        opt.zero_grad(set_to_none=True)
+        loss = calibration_loss(metric(p0, ref), metric(p1, ref), triplets.judge[index].to(device), gamma())
+        if not torch.isfinite(loss):
+            raise ValueError(f"the calibration loss became {loss.item()} at step {step + 1}: the metric's distances "
+                             f"are no longer finite (e.g. a pooling exponent p near 0); lower lr (now {lr})")
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    def eval_fn(step: int) -> dict:
+        with torch.no_grad():
+            d0, d1 = distances(metric, eval_triplets, batch_size, device)
+        return {"eval_score": float(score(d0, d1, eval_triplets.judge, tie_rtol=eval_triplets.tie_rtol))}
+
+    history = fit(step_fn, sample, state={"metric": metric, "gamma": gamma, "opt": opt}, steps=steps, seed=seed,
+                  out_dir=out_dir, ckpt_every=ckpt_every, eval_fn=eval_fn if eval_triplets is not None else None,
+                  eval_every=eval_every, stop_after=stop_after, desc="2AFC calibration")
+    metric.eval()
+    return {"history": history, "gamma": float(gamma().detach())}

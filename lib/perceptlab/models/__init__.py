@@ -85,7 +85,18 @@ from perceptlab.models.deepsim import (
 )
 
 
+from perceptlab.models.vae import (
+    ConvVAE,
+    latent_grid,
+    sample_latent,
+    vae_widths,
+)
+
 __all__ = [
+    "ConvVAE",
+    "latent_grid",
+    "sample_latent",
+    "vae_widths",
     "FID_WEIGHTS_URL",
     "WeightsUnavailableError",
     "hub_path",
