@@ -40,6 +40,20 @@ class History:
         return self.series(key)[1][-1]
 
 
+class GeneratorState:
+    """A ``torch.Generator`` as a checkpointable object (``state_dict``/``load_state_dict``), e.g. the
+    seeded generator of a loss that draws random offsets at every call, so that resuming is exact."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch (CPU and CUDA), numpy and random; return a fresh generator for data sampling."""
     torch.manual_seed(seed)

@@ -26,12 +26,23 @@ from perceptlab.metrics.distributions import fid_from_features, kid_from_feature
 from perceptlab.metrics.sharpness import high_frequency_fraction, relative_sharpness
 from perceptlab.metrics.twoafc import agreement_row, calibrate_metric, distances
 from perceptlab.models.vae import ConvVAE, latent_grid, sample_latent
-from perceptlab.train import config_key, fit, train_once
+from perceptlab.train import GeneratorState, config_key, fit, train_once
 
 #: Bump when VAE training changes, so stale cached models are not reused.
-VERSION = 1
+VERSION = 2
 
 # --------------------------------------------------------------------------- (b) agreement, calibration, cost
+
+#: 2AFC scores on BAPPS val reported by Czolbe et al. (2020), the data of their Fig. 6 as printed (mean over
+#: the six validation sets, in percent) by ``src/perceptual_sim_training/eval-plot.ipynb`` of their repository
+#: (commit 3826d7a).  "Deeploss" are their LPIPS-style linear weights on ImageNet VGG16 / SqueezeNet features.
+REPORTED_2AFC = {
+    "source": "reported by Czolbe et al. 2020 (Fig. 6; values printed by their eval-plot notebook)",
+    "setting": "BAPPS 2AFC val (human judgements), mean over its six sets, %",
+    "human": 73.7,
+    "grey": {"L2": 60.5, "SSIM": 61.5, "Watson-DFT": 63.6, "LPIPS-VGG": 65.8, "LPIPS-Squeeze": 66.3},
+    "colour": {"L2": 62.9, "SSIM": 63.1, "Watson-DFT": 66.0, "LPIPS-VGG": 68.9, "LPIPS-Squeeze": 69.9},
+}
 
 
 @dataclass
@@ -54,7 +65,8 @@ class WatsonAgreementConfig(PresetConfig):
         timing_metrics=("l2", "ssim", "watson-dft-grey", "watson-dft", "watson-dct", "lpips-vgg", "vgg-random"))
 
     metrics: tuple[str, ...] = ("l2", "ssim", "watson-dct", "watson-dft", "watson-dct-grey", "watson-dft-grey",
-                                "watson-dct-untrained", "watson-dft-untrained", "exemplar-norm", "vgg-random-norm")
+                                "watson-dct-untrained", "watson-dft-untrained", "exemplar-norm", "vgg-random-norm",
+                                "lpips-alex-random")
     n_per_kind: int = 30
     size: int = 64
     bapps: bool = False
@@ -212,14 +224,15 @@ class WatsonVAEConfig(PresetConfig):
     colour VAE (CelebA 64x64, 256-d latent, in the full preset).  Models are cached by config.
     """
 
-    FULL: ClassVar[dict] = dict(data="mnist", losses=("l2", "ssim", "watson-dft-grey", "lpips-vgg"), n_train=None,
+    FULL: ClassVar[dict] = dict(data="mnist", losses=("l2", "ssim", "watson-dft-grey-shift",
+                                                      "watson-dft-grey-untrained-shift", "lpips-vgg"), n_train=None,
                                 steps=50_000, lr=1e-4, lr_half_every=20_000, widths=(32, 64, 128), n_eval=10_000)
 
     data: str = "digits"
     image_size: int = 32
     latent_dim: int = 2
     widths: tuple[int, ...] = (16, 32, 64)
-    losses: tuple[str, ...] = ("l2", "ssim", "watson-dft-grey", "exemplar-norm")
+    losses: tuple[str, ...] = ("l2", "ssim", "watson-dft-grey-shift", "watson-dft-grey-untrained-shift", "exemplar-norm")
     n_train: int | None = None
     n_test: int = 360
     steps: int = 500
@@ -242,13 +255,14 @@ class WatsonColourVAEConfig(WatsonVAEConfig):
     a 256-d latent, LPIPS-VGG as the deep loss, Inception-v3 features."""
 
     FULL: ClassVar[dict] = dict(data="celeba", image_size=64, latent_dim=256, widths=(32, 64, 128, 256),
-                                losses=("l2", "ssim", "watson-dft", "lpips-vgg"), n_train=None, steps=100_000,
+                                losses=("l2", "ssim", "watson-dft-shift", "watson-dft-untrained-shift", "lpips-vgg"),
+                                n_train=None, steps=100_000,
                                 lr=1e-4, lr_half_every=20_000, n_eval=10_000)
 
     data: str = "bundled"
     latent_dim: int = 16
     widths: tuple[int, ...] = (32, 64, 128)
-    losses: tuple[str, ...] = ("l2", "ssim", "watson-dft", "exemplar-norm")
+    losses: tuple[str, ...] = ("l2", "ssim", "watson-dft-shift", "watson-dft-untrained-shift", "exemplar-norm")
     n_train: int | None = 2048
     n_test: int = 256
     n_eval: int = 256
@@ -328,7 +342,10 @@ def train_vae(config: WatsonVAEConfig, loss_name: str, data: dict, device="cpu",
         return {"loss": total.item(), "reconstruction": recon.item(), "kl": model.kl.item()}
 
     start = time.perf_counter()
-    history = fit(step_fn, sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
+    state = {"model": model, "opt": opt, "sched": sched}
+    if getattr(loss, "shift", False):  # the grid shift's offsets continue where they stopped on resume
+        state["loss_generator"] = GeneratorState(loss.generator)
+    history = fit(step_fn, sample, state=state, steps=config.steps,
                   seed=config.seed, out_dir=out_dir, ckpt_every=config.ckpt_every, desc=f"VAE {loss_name}")
     meta = {"loss": loss_name, "label": loss.label, "scale": scale, "train_seconds": time.perf_counter() - start,
             "final_kl": history.last("kl") if history.records else float("nan"), "history": history.records}
@@ -372,7 +389,9 @@ def evaluate_vae(model: ConvVAE, data: dict, config: WatsonVAEConfig, extractor:
     """Samples z ~ N(0, I) and test reconstructions, measured: FID and KID of the samples against
     held-out images in ``extractor``'s space (and the real-vs-real floor), sharpness (mean gradient
     magnitude) and high-frequency fraction of samples and reconstructions relative to the test
-    images, and the reconstructions' mean squared error."""
+    images, the reconstructions' mean squared error, and ``sample_diversity``: the per-pixel standard
+    deviation across samples relative to that across test images (near 0: the decoder ignores z,
+    a collapsed posterior)."""
     test = data["test"]
     n = min(config.n_eval, len(test))
     with torch.no_grad():
@@ -383,13 +402,15 @@ def evaluate_vae(model: ConvVAE, data: dict, config: WatsonVAEConfig, extractor:
     f_real, f_fake = _features(extractor, test[:half], device), _features(extractor, samples[:half], device)
     f_other = _features(extractor, test[half: 2 * half], device)
     hf = lambda x: float(high_frequency_fraction(x).mean())  # noqa: E731
+    spread = lambda x: float(x.std(0).mean())  # noqa: E731  (per-pixel spread across images)
     return {"fid": fid_from_features(f_real, f_fake), "fid_floor": fid_from_features(f_real, f_other),
             "kid": kid_from_features(f_real, f_fake, 50, max(2, half // 2), config.seed)[0],
             "kid_floor": kid_from_features(f_real, f_other, 50, max(2, half // 2), config.seed)[0],
             "sample_sharpness": relative_sharpness(samples, test[:n]),
             "recon_sharpness": relative_sharpness(recon, test[:n]),
             "sample_hf": hf(samples) / hf(test[:n]), "recon_hf": hf(recon) / hf(test[:n]),
-            "recon_mse": float((recon - test[:n]).pow(2).mean()), "n": n}
+            "recon_mse": float((recon - test[:n]).pow(2).mean()),
+            "sample_diversity": spread(samples) / spread(test[:n]), "n": n}
 
 
 def run_watson_vae(config: WatsonVAEConfig, device="cpu", cache: bool = True) -> dict:
@@ -417,7 +438,7 @@ def run_watson_vae(config: WatsonVAEConfig, device="cpu", cache: bool = True) ->
 
 
 __all__ = [
-    "WatsonAgreementConfig", "agreement_sets", "time_forward_backward", "metric_costs", "recalibrate",
+    "REPORTED_2AFC", "WatsonAgreementConfig", "agreement_sets", "time_forward_backward", "metric_costs", "recalibrate",
     "run_watson_agreement", "translation_test",
     "VAE_DATA", "WatsonVAEConfig", "WatsonColourVAEConfig", "VAE_PHOTOS", "vae_data", "as_rgb", "loss_scale", "train_vae", "vae", "vae_extractor",
     "evaluate_vae", "run_watson_vae",

@@ -103,8 +103,8 @@ def _scnn(width: int, normalize: bool = False):
     return lambda reduction: SCNNLoss(width=width, normalize_channels=normalize, reduction=reduction)
 
 
-def _watson(cls, channels: int = 3, pretrained: bool = True):
-    return lambda reduction: cls(channels, pretrained, reduction=reduction, grey_from_rgb=channels == 1)
+def _watson(cls, channels: int = 3, pretrained: bool = True, shift: bool = False):
+    return lambda reduction: cls(channels, pretrained, shift=shift, reduction=reduction, grey_from_rgb=channels == 1)
 
 
 #: AlexNet's rectified convolution layers (the layers LPIPS-alex reads).
@@ -166,6 +166,15 @@ REGISTRY: dict[str, Entry] = {
                                   "r 0.7, p 4)", _watson(WatsonDCT, 3, False)),
     "watson-dft-untrained": Entry("Watson-DFT, colour, the untrained starting values (T 1, alpha 0.1, r 0.2, p 1)",
                                   _watson(WatsonDFT, 3, False)),
+    # Training losses: the grid shift of Czolbe et al. (a new seeded block-grid offset at every call).
+    "watson-dft-shift": Entry("Watson-DFT, colour, trained parameters, grid shift (for training generators)",
+                              _watson(WatsonDFT, 3, True, True)),
+    "watson-dft-grey-shift": Entry("Watson-DFT, greyscale, trained parameters, grid shift (for training generators)",
+                                   _watson(WatsonDFT, 1, True, True)),
+    "watson-dft-grey-untrained-shift": Entry("Watson-DFT, greyscale, the untrained starting values, grid shift",
+                                             _watson(WatsonDFT, 1, False, True)),
+    "watson-dft-untrained-shift": Entry("Watson-DFT, colour, the untrained starting values, grid shift",
+                                        _watson(WatsonDFT, 3, False, True)),
     "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
     "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
                                _vgg("imagenet", normalize=True), offline=False),
@@ -173,6 +182,14 @@ REGISTRY: dict[str, Entry] = {
                         lambda r: LPIPS("alex", "imagenet", reduction=r), offline=False),
     "lpips-vgg": Entry("LPIPS, VGG16 trunk (ImageNet) with the official v0.1 linear weights",
                        lambda r: LPIPS("vgg", "imagenet", reduction=r), offline=False),
+    # Offline stand-ins: the official linear weights were fit to ImageNet features, so on a random
+    # trunk they only set a channel weighting; labelled as such wherever they appear.
+    "lpips-alex-random": Entry("LPIPS architecture offline: AlexNet trunk with seeded random weights, official v0.1 "
+                               "linear weights (fit to ImageNet features, not to these)",
+                               lambda r: LPIPS("alex", "random", reduction=r)),
+    "lpips-vgg-random": Entry("LPIPS architecture offline: VGG16 trunk with seeded random weights, official v0.1 "
+                              "linear weights (fit to ImageNet features, not to these)",
+                              lambda r: LPIPS("vgg", "random", reduction=r)),
 }
 
 

@@ -120,7 +120,8 @@ def luminance_masking(t: torch.Tensor, dc: torch.Tensor, alpha: torch.Tensor | f
 
 
 def smooth_max(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Eq. 7's smooth maximum of two tensors: (a e^a + b e^b) / (e^a + e^b), a softmax-weighted mean."""
+    """Eq. 7's smooth maximum of two tensors (broadcast): (a e^a + b e^b) / (e^a + e^b), a softmax-weighted mean."""
+    a, b = torch.broadcast_tensors(a, b)
     w = torch.softmax(torch.stack([a, b], -1), -1)
     return a * w[..., 0] + b * w[..., 1]
 
