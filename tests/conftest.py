@@ -129,14 +129,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def write_bapps(folder: Path, subsets=("traditional", "cnn"), n: int = 4, size: int = 64, seed: int = 0) -> Path:
-    """A tiny BAPPS 2AFC val stand-in in the official layout under ``folder/bapps/2afc/val/<subset>/``:
+def write_bapps(folder: Path, subsets=("traditional", "cnn"), n: int = 4, size: int = 64, seed: int = 0,
+                split: str = "val") -> Path:
+    """A tiny BAPPS 2AFC stand-in in the official layout under ``folder/bapps/2afc/<split>/<subset>/``:
     ``ref``, ``p0``, ``p1`` PNGs and ``judge`` .npy files (the fraction of people who chose p1)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     for subset in subsets:
-        root = folder / "bapps" / "2afc" / "val" / subset
+        root = folder / "bapps" / "2afc" / split / subset
         for part in ("ref", "p0", "p1", "judge"):
             (root / part).mkdir(parents=True)
         for i in range(n):
@@ -165,3 +166,22 @@ def write_celeba(root: Path, n: int = 6) -> None:
         Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
         lines.append(f"{i:06d}.jpg {0 if i <= n - 2 else 1}")
     (root / "celeba" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_mnist(root: Path, n_train: int = 6, n_test: int = 4) -> dict:
+    """An MNIST stand-in in the real layout: ``root/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+    (IDX files of random 28x28 uint8 images and labels). Returns {split: (images, labels)}."""
+    from perceptlab.data import datasets
+
+    raw = root / "raw"
+    raw.mkdir(parents=True)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        rng = np.random.default_rng(len(out))
+        x = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n).astype(np.uint8)
+        fx, fy = datasets._MNIST_FILES[split]
+        (raw / fx).write_bytes(struct.pack(">iiii", 2051, n, 28, 28) + x.tobytes())
+        (raw / fy).write_bytes(struct.pack(">ii", 2049, n) + y.tobytes())
+        out[split] = (x, y)
+    return out

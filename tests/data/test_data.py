@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import Py2Pickler, write_cifar_batch
+from conftest import Py2Pickler, write_cifar_batch, write_mnist
 from perceptlab import data, imaging
 from perceptlab.data import datasets
 from perceptlab.data.datasets import DataUnavailableError, Resource
@@ -225,35 +225,9 @@ def test_to_tensor_other_dtypes():
 # --------------------------------------------------------------------------- registry: real formats
 
 
-def _write_idx_images(path: Path, images: np.ndarray) -> None:
-    n, rows, cols = images.shape
-    path.write_bytes(struct.pack(">iiii", 2051, n, rows, cols) + images.astype(np.uint8).tobytes())
-
-
-def _write_idx_labels(path: Path, labels: np.ndarray) -> None:
-    path.write_bytes(struct.pack(">ii", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
-
-
-def _mnist_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.uint8)
-
-
-def _make_mnist(root: Path) -> dict:
-    raw = root / "raw"
-    raw.mkdir(parents=True)
-    out = {}
-    for split, (fx, fy), n in [("train", datasets._MNIST_FILES["train"], 6), ("test", datasets._MNIST_FILES["test"], 4)]:
-        x, y = _mnist_arrays(n, seed=len(out))
-        _write_idx_images(raw / fx, x)
-        _write_idx_labels(raw / fy, y)
-        out[split] = (x, y)
-    return out
-
-
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_mnist_reads_idx_files(tmp_path, split):
-    arrays = _make_mnist(tmp_path)
+    arrays = write_mnist(tmp_path)
     x, y = arrays[split]
     ds = data.load_dataset("mnist", split, root=tmp_path, download_ok=False)
     assert len(ds) == len(x)
@@ -551,7 +525,7 @@ def test_load_dataset_downloads_and_reads_cifar_from_file_url(tmp_path, monkeypa
 
 def test_load_dataset_downloads_and_reads_mnist_from_file_urls(tmp_path, monkeypatch):
     staging = tmp_path / "staging"
-    arrays = _make_mnist(staging)
+    arrays = write_mnist(staging)
     spec = datasets.REGISTRY["mnist"]
     resources = []
     for res in spec.resources:
