@@ -54,8 +54,11 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import torch
@@ -249,6 +252,55 @@ def report(res: dict) -> None:
         print(f"  {r['loss']}: {r['weights']}")
 
 
+# ------------------------------------------------------------------ shared by the chapter benchmarks
+
+
+def session_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a chapter benchmark: --device, --quick, --repeats, --sessions N, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 32x32, one repeat")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--sessions", type=int, default=1, help="repeat the whole measurement in this many fresh "
+                        "processes and record each (default 1)")
+    parser.add_argument("--json", metavar="PATH", default=None)
+    return parser
+
+
+def without_options(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``argv`` less the given options and their values (``--opt value`` or ``--opt=value``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        elif not a.startswith(tuple(o + "=" for o in options)):
+            out.append(a)
+    return out
+
+
+def run_sessions(script: str, argv: list[str], n: int, describe: Callable[[dict], str] = str) -> list[dict]:
+    """Run ``script`` with ``argv`` (less --sessions and --json) ``n`` times, each in a fresh Python process
+    (a new allocator and thread pool), and return each session's JSON result; ``describe`` prints a line each."""
+    inner = without_options(argv, ("--sessions", "--json"))
+    out = []
+    for i in range(n):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "session.json"
+            subprocess.run([sys.executable, script, *inner, "--json", str(path)], check=True, stdout=subprocess.DEVNULL)
+            out.append(json.loads(path.read_text()))
+        print(f"session {i + 1}/{n}: {describe(out[-1])}")
+    return out
+
+
+def save(res: dict, path: str | None) -> None:
+    """Write ``res`` as JSON to ``path`` (if given) and say so."""
+    if path:
+        Path(path).write_text(json.dumps(res, indent=2))
+        print(f"saved {path}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="torch device (default: perceptlab.default_device())")
@@ -271,10 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     res = run(names, perceptlab.default_device(args.device), **opts)
     report(res)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
-        print(f"saved {args.json}")
+    save(res, args.json)
     return res
 
 

@@ -26,12 +26,8 @@ activations are allocated), so one session's ratio is not the whole story.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -94,40 +90,18 @@ def check_same_numbers(device: torch.device, size: int) -> float:
     return float((g1 - g2).abs().max())
 
 
-def sessions(argv: list[str], n: int) -> list[dict]:
-    """Run the whole measurement ``n`` times, each in a fresh Python process (a new allocator and
-    thread pool: on CPUs the direct implementation's time depends on how its large blocks are
-    allocated, which varies between processes more than between repeats)."""
-    out = []
-    for i in range(n):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "session.json"
-            subprocess.run([sys.executable, __file__, *argv, "--json", str(path)], check=True, stdout=subprocess.DEVNULL)
-            out.append(json.loads(path.read_text()))
-        print(f"session {i + 1}/{n}: {out[-1]['summary']}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 32x32, one repeat")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--sessions", type=int, default=1, help="repeat the whole measurement in this many fresh "
-                        "processes and record each (default 1)")
-    parser.add_argument("--json", metavar="PATH", default=None)
-    args = parser.parse_args(argv)
+    args = bench_losses.session_parser(__doc__).parse_args(argv)
     if args.sessions > 1:
-        inner = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--sessions", str(args.sessions))]
-        inner = [a for i, a in enumerate(inner) if not (a == "--json" or (i and inner[i - 1] == "--json"))]
-        runs = sessions(inner, args.sessions)
+        # fresh processes: on CPUs the direct implementation's time depends on how its large blocks are
+        # allocated, which varies between processes more than between repeats
+        runs = bench_losses.run_sessions(__file__, argv if argv is not None else sys.argv[1:], args.sessions,
+                                         lambda r: str(r["summary"]))
         res = {**runs[0], "sessions": [r["summary"] for r in runs]}
         speedups = [r["speedup_over_direct"] for r in res["sessions"]]
         print(f"speed-up over the direct implementation in {len(runs)} sessions: "
               + ", ".join(f"{v:.2f}" for v in speedups))
-        if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=2))
-            print(f"saved {args.json}")
+        bench_losses.save(res, args.json)
         return res
     opts = dict(QUICK if args.quick else DEFAULTS)
     if args.repeats:
@@ -148,9 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{'n/a' if memory is None else f'{memory:.3f}'} of its peak memory, "
           f"{ours['time_ms'] / vgg['time_ms']:.3f} of FeatureLoss(vgg16)'s time "
           f"(same numbers: max gradient difference {diff:.1e})")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-        print(f"saved {args.json}")
+    bench_losses.save(res, args.json)
     return res
 
 

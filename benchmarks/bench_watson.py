@@ -36,13 +36,10 @@ ratios (as ``bench_patch_mmd.py`` does): on a shared CPU one session's ratio is 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -223,49 +220,21 @@ def measure(device: torch.device, opts: dict) -> dict:
     return res
 
 
-def sessions(argv: list[str], n: int) -> list[dict]:
-    """Run the whole measurement ``n`` times, each in a fresh Python process (a new allocator and thread pool)."""
-    out = []
-    for i in range(n):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "session.json"
-            subprocess.run([sys.executable, __file__, *argv, "--json", str(path)], check=True, stdout=subprocess.DEVNULL)
-            out.append(json.loads(path.read_text()))
-        s = out[-1]["summary"]
-        load = out[-1]["load_average_1min"]
-        print(f"session {i + 1}/{n}: Watson-DFT {s['speedup_vs_featureloss']:.1f}x faster than {BASELINE}, "
-              f"{s['memory_saving_vs_featureloss']:.1f}x less peak memory (Watson-DFT {s['watson_dft_ms']:.1f} ms; "
-              f"load average {load['before']:.1f} -> {load['after']:.1f} on {load['cpus']} CPUs)")
-    return out
-
-
-def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
-    """``argv`` less the given options and their values (``--opt value`` or ``--opt=value``)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in options:
-            skip = True
-        elif not a.startswith(tuple(o + "=" for o in options)):
-            out.append(a)
-    return out
+def _describe(session: dict) -> str:
+    s, load = session["summary"], session["load_average_1min"]
+    return (f"Watson-DFT {s['speedup_vs_featureloss']:.1f}x faster than {BASELINE}, "
+            f"{s['memory_saving_vs_featureloss']:.1f}x less peak memory (Watson-DFT {s['watson_dft_ms']:.1f} ms; "
+            f"load average {load['before']:.1f} -> {load['after']:.1f} on {load['cpus']} CPUs)")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 32x32, one repeat")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--sessions", type=int, default=1, help="repeat the whole measurement in this many fresh "
-                        "processes and record each (default 1)")
-    parser.add_argument("--json", metavar="PATH", default=None)
+    parser = bench_losses.session_parser(__doc__)
     args = parser.parse_args(argv)
     if args.sessions < 1 or (args.repeats is not None and args.repeats < 1):
         parser.error("--sessions and --repeats must be >= 1")
     if args.sessions > 1:
-        inner = _without(argv if argv is not None else sys.argv[1:], ("--sessions", "--json"))
-        runs = sessions(inner, args.sessions)
+        runs = bench_losses.run_sessions(__file__, argv if argv is not None else sys.argv[1:], args.sessions,
+                                         _describe)
         res = {**runs[0], "sessions": [r["summary"] for r in runs]}
         res["checks"] = checks(res["sessions"])
         print("results of session 1:")
@@ -273,9 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"speed-up over {BASELINE} in {len(runs)} sessions: "
               + ", ".join(f"{s['speedup_vs_featureloss']:.1f}" for s in res["sessions"]))
         print_checks(res["checks"])
-        if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=2))
-            print(f"saved {args.json}")
+        bench_losses.save(res, args.json)
         return res
     opts = dict(QUICK if args.quick else DEFAULTS)
     if args.repeats:
@@ -283,9 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
     res = measure(perceptlab.default_device(args.device), opts)
     report(res)
     print_checks(res["checks"])
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-        print(f"saved {args.json}")
+    bench_losses.save(res, args.json)
     return res
 
 
