@@ -3,7 +3,7 @@
 A single-channel image is cut into K disjoint 8x8 blocks and each block is transformed, by the
 orthonormal DCT-II (``block_dct``: C = A X A^T) or by the real 2-D DFT of the block divided by 64
 (``block_dft``: 8x5 half spectrum).  With C the coefficients of the *target* (the reference,
-which sets the thresholds) and C' those of the input, for one image (the paper's eqs. 5-8):
+which sets the thresholds) and C' those of the input, for one image (the paper's eqs. 5-8)::
 
     T_L[ijk] = T[ij] ((C[00k] + eps) / (mean_k C[00k] + eps)) ** alpha        luminance masking (5)
     S[ijk]   = smax(T_L[ijk], (|C[ijk]| + eps) ** r  T_L[ijk] ** (1 - r))     contrast masking (6, 7)
@@ -11,10 +11,10 @@ which sets the thresholds) and C' those of the input, for one image (the paper's
     D        = ( sum_ijk [ (|C[ijk] - C'[ijk]| / S[ijk] + eps) ** p + eps ] ) ** (1 / p)   pooling (8)
 
 with eps = 1e-10 placed as in the authors' released code (``src/loss/watson.py`` of
-github.com/SteffenCzolbe/PerceptualSimilarity); the paper writes eq. 8 as sqrt(eps + sum |.|^p),
+github.com/SteffenCzolbe/PerceptualSimilarity); the paper writes eq. 8 as sqrt(eps + sum abs(.)^p),
 the code (and Watson's Minkowski pooling) takes the p-th root, which we follow.  The DFT variant
 (eq. 10) applies the same model to the amplitudes A = sqrt((Re + eps)^2 + (Im + eps)^2) and adds
-a phase term on the phases phi = atan2(Im, Re + eps):
+a phase term on the phases phi = atan2(Im, Re + eps)::
 
     L_DFT = D(A, A') + sum_ijk w[ij] arccos((1 - 1e-7) cos(phi[ijk] - phi'[ijk])),
 
@@ -127,13 +127,13 @@ def smooth_max(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def contrast_masking(t_l: torch.Tensor, c: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
-    """Eqs. 6-7: S = smax(T_L, (|C| + eps) ** r  T_L ** (1 - r)), the masked threshold of each coefficient."""
+    """Eqs. 6-7: S = smax(T_L, (abs(C) + eps) ** r  T_L ** (1 - r)), the masked threshold of each coefficient."""
     return smooth_max(t_l, (c.abs() + EPS) ** r * t_l ** (1 - r))
 
 
 def minkowski_pool(c_input: torch.Tensor, c_target: torch.Tensor, s: torch.Tensor,
                    p: torch.Tensor | float) -> torch.Tensor:
-    """Eq. 8: (sum_ijk [(|C - C'| / S + eps) ** p + eps]) ** (1 / p) over (K, B, B'), shape (N,)."""
+    """Eq. 8: (sum_ijk [(abs(C - C') / S + eps) ** p + eps]) ** (1 / p) over (K, B, B'), shape (N,)."""
     terms = ((c_target - c_input) / s).abs().add(EPS) ** p + EPS
     return terms.sum((1, 2, 3)) ** (1 / p)
 

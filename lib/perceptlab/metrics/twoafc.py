@@ -271,7 +271,7 @@ class _Gamma(torch.nn.Module):
 def calibrate_metric(metric: torch.nn.Module, triplets: Triplets, steps: int, lr: float = 1e-4,
                      batch_size: int = 32, seed: int = 0, out_dir=None, ckpt_every: int = 0,
                      eval_triplets: Triplets | None = None, eval_every: int = 0, device: str | torch.device = "cpu",
-                     stop_after: int | None = None) -> dict:
+                     stop_after: int | None = None, dtype: torch.dtype = torch.float64) -> dict:
     """Train every parameter of ``metric`` and eq. (11)'s gamma on 2AFC judgements (Czolbe et al. 2020).
 
     Minimises :func:`calibration_loss` (eq. 12) of ``metric(p0, ref)`` and ``metric(p1, ref)`` on
@@ -280,15 +280,18 @@ def calibrate_metric(metric: torch.nn.Module, triplets: Triplets, steps: int, lr
     only their weights move; here the metric itself (e.g. Watson's T, alpha, r, p, phase and channel
     weights) is trained.  Checkpoints in ``out_dir`` resume exactly (:func:`perceptlab.train.fit`);
     with ``eval_triplets`` the 2AFC score on them is logged as ``eval_score`` every ``eval_every``
-    steps and at the end.  Returns ``history`` and ``gamma``; ``metric`` is trained in place.
+    steps and at the end.  Returns ``history`` and ``gamma``; ``metric`` is trained in place, in
+    ``dtype``: float64 by default, because a masked model's ratios raised to a pooling exponent
+    of 3-5 overflow float32 for dark blocks once calibration moves alpha (a step whose loss or
+    parameters are not finite raises a ValueError naming the step).
     """
     from perceptlab.train import fit
 
     check_positive_int(batch_size, "batch_size")
     if not any(p.requires_grad for p in metric.parameters()):
         raise ValueError("metric has no trainable parameters to calibrate")
-    metric.to(device).train()
-    gamma = _Gamma().to(device)
+    metric.to(device=device, dtype=dtype).train()
+    gamma = _Gamma().to(device=device, dtype=dtype)
     opt = torch.optim.Adam([*(p for p in metric.parameters() if p.requires_grad), *gamma.parameters()], lr=lr)
     n = len(triplets)
 
@@ -296,7 +299,7 @@ def calibrate_metric(metric: torch.nn.Module, triplets: Triplets, steps: int, lr
         return torch.randint(0, n, (batch_size,), generator=g)
 
     def step_fn(index: torch.Tensor, step: int) -> dict:
-        ref, p0, p1 = (getattr(triplets, k)[index].to(device) for k in ("ref", "p0", "p1"))
+        ref, p0, p1 = (getattr(triplets, k)[index].to(device=device, dtype=dtype) for k in ("ref", "p0", "p1"))
         opt.zero_grad(set_to_none=True)
         loss = calibration_loss(metric(p0, ref), metric(p1, ref), triplets.judge[index].to(device), gamma())
         if not torch.isfinite(loss):
@@ -304,6 +307,9 @@ def calibrate_metric(metric: torch.nn.Module, triplets: Triplets, steps: int, lr
                              f"are no longer finite (e.g. a pooling exponent p near 0); lower lr (now {lr})")
         loss.backward()
         opt.step()
+        if not all(torch.isfinite(p).all() for p in metric.parameters()):
+            raise ValueError(f"a parameter of the metric became non-finite at step {step + 1} (a non-finite gradient); "
+                             f"lower lr (now {lr})")
         return {"loss": loss.item()}
 
     def eval_fn(step: int) -> dict:
