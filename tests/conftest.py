@@ -185,3 +185,41 @@ def write_mnist(root: Path, n_train: int = 6, n_test: int = 4) -> dict:
         (raw / fy).write_bytes(struct.pack(">ii", 2049, n) + y.tobytes())
         out[split] = (x, y)
     return out
+
+
+def write_bapps_jnd(folder: Path, subsets=("traditional", "cnn"), n: int = 4, size: int = 64, seed: int = 0) -> Path:
+    """A tiny BAPPS JND val stand-in in the official layout under ``folder/bapps/jnd/val/<subset>/``:
+    ``p0``, ``p1`` PNGs and ``same`` .npy files (the fraction of people who judged the pair the same)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for subset in subsets:
+        root = folder / "bapps" / "jnd" / "val" / subset
+        for part in ("p0", "p1", "same"):
+            (root / part).mkdir(parents=True)
+        for i in range(n):
+            for part in ("p0", "p1"):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / part / f"{i:06d}.png")
+            np.save(root / "same" / f"{i:06d}.npy", np.array([rng.choice([0.0, 1 / 3, 2 / 3, 1.0])]))
+    return folder / "bapps"
+
+
+def write_iqa(folder: Path, name: str = "live", n_refs: int = 3, per_ref: int = 4, size: int = 48) -> Path:
+    """A human-rated QA stand-in in the documented layout: ``folder/iqa/<name>/scores.csv`` (reference,
+    distorted, score, group) and its PNG images (noise of growing strength, score = strength)."""
+    from PIL import Image
+
+    root = folder / "iqa" / name
+    (root / "refs").mkdir(parents=True)
+    (root / "dist").mkdir()
+    rng = np.random.default_rng(0)
+    lines = ["reference,distorted,score,group"]
+    for r in range(n_refs):
+        ref = rng.integers(0, 256, (size, size, 3)).astype(np.float64)
+        Image.fromarray(ref.astype(np.uint8)).save(root / "refs" / f"r{r}.png")
+        for k in range(per_ref):
+            noisy = np.clip(ref + rng.normal(0, 10 * (k + 1), ref.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(root / "dist" / f"r{r}_{k}.png")
+            lines.append(f"refs/r{r}.png,dist/r{r}_{k}.png,{10 * (k + 1)},noise")
+    (root / "scores.csv").write_text("\n".join(lines) + "\n")
+    return root

@@ -20,7 +20,7 @@ LAYERS = {  # module prefix -> layer; a module may import its own layer and the 
     "perceptlab.train": 1, "perceptlab.imaging": 1,
     "perceptlab.data": 2, "perceptlab.matching": 2,
     "perceptlab.models": 3, "perceptlab.viz": 3,
-    "perceptlab.losses": 4,
+    "perceptlab.losses": 4, "perceptlab.probing": 4,
     "perceptlab.metrics": 5, "perceptlab.gim": 5,
     "perceptlab.experiments": 6,
     "perceptlab.course": 7,

@@ -23,10 +23,19 @@ from perceptlab.data.datasets import (
     celeba_transform,
     BAPPS_SUBSETS,
     BAPPS2AFC,
+    BAPPSJND,
 )
 from perceptlab.data.triplets import (
     Triplets,
     load_bapps,
+    JNDPairs,
+    load_bapps_jnd,
+)
+from perceptlab.data.quality_sets import (
+    GRADED_LEVELS,
+    QASet,
+    graded_quality_set,
+    load_iqa,
 )
 from perceptlab.data.synthetic_2afc import (
     TWOAFC_IMAGES,
@@ -43,6 +52,10 @@ from perceptlab.data.synthetic_2afc import (
 )
 
 __all__ = [
+    "GRADED_LEVELS",
+    "QASet",
+    "graded_quality_set",
+    "load_iqa",
     "SKIMAGE_IMAGES",
     "SKLEARN_IMAGES",
     "load_image",
@@ -63,8 +76,11 @@ __all__ = [
     "celeba_transform",
     "BAPPS_SUBSETS",
     "BAPPS2AFC",
+    "BAPPSJND",
     "Triplets",
     "load_bapps",
+    "JNDPairs",
+    "load_bapps_jnd",
     "TWOAFC_IMAGES",
     "MARGIN",
     "distort",

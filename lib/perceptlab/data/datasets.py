@@ -328,37 +328,38 @@ BAPPS_SUBSETS = {
 }
 
 
+# and BAPPS JND, split "jnd-val": jnd/val/<subset>/{p0,p1}/*.png and same/*.npy.
 def _bapps_required(folder: Path, split: str) -> list[Path]:
-    return [folder / "2afc" / split]
+    return [folder / "jnd" / split.removeprefix("jnd-")] if split.startswith("jnd-") else [folder / "2afc" / split]
 
 
 def _bapps_reader(folder: Path, split: str) -> torch.utils.data.Dataset:
+    if split.startswith("jnd-"):
+        return BAPPSJND(folder / "jnd" / split.removeprefix("jnd-"))
     return BAPPS2AFC(folder / "2afc" / split)
 
 
-class BAPPS2AFC(torch.utils.data.Dataset):
-    """BAPPS two-alternative forced choice triplets from the dataset's own folder layout.
+class _BAPPSFolders(torch.utils.data.Dataset):
+    """Records of a BAPPS split from the dataset's own folder layout: subset folders, each with one folder
+    of PNG images per part (matching names) and a folder of ``.npy`` files with one number per record."""
 
-    ``root`` is ``.../2afc/<split>`` holding subset folders, or one subset folder,
-    each with ``ref/``, ``p0/``, ``p1/`` (PNG images with matching names) and
-    ``judge/`` (``.npy`` files holding the fraction of people who chose p1).
-    Items are dicts with ``ref``, ``p0``, ``p1`` (3, H, W) in [0, 1], ``judge``
-    (float) and ``subset`` (str).
-    """
+    parts: tuple[str, ...] = ()
+    value: str = ""
 
     def __init__(self, root: str | Path, subsets: tuple[str, ...] | None = None, size: int | None = None):
         root = Path(root)
-        folders = [root] if (root / "ref").is_dir() else sorted(p for p in root.iterdir() if (p / "ref").is_dir())
+        first = self.parts[0]
+        folders = [root] if (root / first).is_dir() else sorted(p for p in root.iterdir() if (p / first).is_dir())
         if subsets is not None:
             folders = [f for f in folders if f.name in subsets]
         if not folders:
-            raise DataUnavailableError(f"no BAPPS subset folders (with ref/, p0/, p1/, judge/) found in {root}")
+            raise DataUnavailableError(f"no BAPPS subset folders (with {', '.join(p + '/' for p in self.parts)} "
+                                       f"{self.value}/) found in {root}")
         self.items = []
         for folder in folders:
-            for ref in sorted((folder / "ref").glob("*.png")):
-                stem = ref.stem
-                self.items.append((folder.name, ref, folder / "p0" / ref.name, folder / "p1" / ref.name,
-                                   folder / "judge" / f"{stem}.npy"))
+            for image in sorted((folder / first).glob("*.png")):
+                self.items.append((folder.name, *(folder / part / image.name for part in self.parts),
+                                   folder / self.value / f"{image.stem}.npy"))
         self.size = size
 
     def __len__(self) -> int:
@@ -369,9 +370,33 @@ class BAPPS2AFC(torch.utils.data.Dataset):
         return (resize(x, self.size) if self.size else x)[0]
 
     def __getitem__(self, i: int) -> dict:
-        subset, ref, p0, p1, judge = self.items[i]
-        return {"ref": self._read(ref), "p0": self._read(p0), "p1": self._read(p1),
-                "judge": float(np.load(judge).reshape(-1)[0]), "subset": subset}
+        subset, *images, value = self.items[i]
+        return {**{part: self._read(path) for part, path in zip(self.parts, images)},
+                self.value: float(np.load(value).reshape(-1)[0]), "subset": subset}
+
+
+class BAPPS2AFC(_BAPPSFolders):
+    """BAPPS two-alternative forced choice triplets from the dataset's own folder layout.
+
+    ``root`` is ``.../2afc/<split>`` holding subset folders, or one subset folder,
+    each with ``ref/``, ``p0/``, ``p1/`` (PNG images with matching names) and
+    ``judge/`` (``.npy`` files holding the fraction of people who chose p1).
+    Items are dicts with ``ref``, ``p0``, ``p1`` (3, H, W) in [0, 1], ``judge``
+    (float) and ``subset`` (str).
+    """
+
+    parts, value = ("ref", "p0", "p1"), "judge"
+
+
+class BAPPSJND(_BAPPSFolders):
+    """BAPPS just-noticeable-difference pairs from the dataset's own folder layout.
+
+    ``root`` is ``.../jnd/<split>`` holding subset folders (``cnn``, ``traditional``), or one, each with
+    ``p0/``, ``p1/`` (PNG images with matching names) and ``same/`` (``.npy`` files holding the fraction
+    of people who judged the pair the same).  Items are dicts with ``p0``, ``p1``, ``same``, ``subset``.
+    """
+
+    parts, value = ("p0", "p1"), "same"
 
 
 # --------------------------------------------------------------------------- the registered datasets
@@ -426,9 +451,12 @@ register(DatasetSpec(
     resources=(Resource("https://people.eecs.berkeley.edu/~rich.zhang/projects/2018_perceptual/dataset/twoafc_val.tar.gz",
                         "twoafc_val.tar.gz", None, extract=True, splits=("val",)),
                Resource("https://people.eecs.berkeley.edu/~rich.zhang/projects/2018_perceptual/dataset/twoafc_train.tar.gz",
-                        "twoafc_train.tar.gz", None, extract=True, splits=("train",))),
-    required=_bapps_required, reader=_bapps_reader, splits=("val", "train"),
+                        "twoafc_train.tar.gz", None, extract=True, splits=("train",)),
+               Resource("https://people.eecs.berkeley.edu/~rich.zhang/projects/2018_perceptual/dataset/jnd.tar.gz",
+                        "jnd.tar.gz", None, extract=True, splits=("jnd-val",))),
+    required=_bapps_required, reader=_bapps_reader, splits=("val", "train", "jnd-val"),
     homepage="https://github.com/richzhang/PerceptualSimilarity",
-    notes="Unpack so that 2afc/val/<subset>/{ref,p0,p1,judge}/ exist (the layout of the official tarballs). "
+    notes="Unpack so that 2afc/val/<subset>/{ref,p0,p1,judge}/ (and, for split jnd-val, jnd/val/<subset>/"
+          "{p0,p1,same}/) exist (the layout of the official tarballs). "
           "The authors publish no checksums, so none is verified",
 ))

@@ -1,4 +1,5 @@
-"""2AFC triplets: a reference, two distortions and the judgement, and the BAPPS reader that returns them.
+"""2AFC triplets: a reference, two distortions and the judgement, and the BAPPS reader that returns them;
+BAPPS JND pairs and their reader.
 """
 from __future__ import annotations
 
@@ -72,6 +73,15 @@ def load_bapps(split: str = "val", subsets: Sequence[str] | None = None, limit: 
     :class:`perceptlab.data.DataUnavailableError` saying where to put the files.
     ``limit`` keeps the first ``limit`` triplets of each subset.
     """
+    rows = _read_bapps(split, subsets, limit, size, root, download_ok)
+    stack = lambda key: torch.stack([r[key] for r in rows])  # noqa: E731
+    return Triplets(stack("ref"), stack("p0"), stack("p1"), torch.tensor([r["judge"] for r in rows]),
+                    [r["subset"] for r in rows], source=f"BAPPS 2AFC {split}")
+
+
+def _read_bapps(split: str, subsets: Sequence[str] | None, limit: int | None, size: int | None,
+                root: str | Path | None, download_ok: bool) -> list[dict]:
+    """The records of a BAPPS split (the first ``limit`` of each subset), read into memory."""
     dataset = load_dataset("bapps", split, root=root, download_ok=download_ok)
     items = [it for it in dataset.items if subsets is None or it[0] in subsets]
     if limit is not None:
@@ -84,9 +94,42 @@ def load_bapps(split: str = "val", subsets: Sequence[str] | None = None, limit: 
                 kept.append(it)
         items = kept
     if not items:
-        raise DataUnavailableError(f"no BAPPS triplets for subsets {subsets} in split {split!r}")
+        raise DataUnavailableError(f"no BAPPS records for subsets {subsets} in split {split!r}")
     dataset.items, dataset.size = items, size
-    rows = [dataset[i] for i in progress(range(len(dataset)), desc="BAPPS")]
-    stack = lambda key: torch.stack([r[key] for r in rows])  # noqa: E731
-    return Triplets(stack("ref"), stack("p0"), stack("p1"), torch.tensor([r["judge"] for r in rows]),
-                    [r["subset"] for r in rows], source=f"BAPPS 2AFC {split}")
+    return [dataset[i] for i in progress(range(len(dataset)), desc="BAPPS")]
+
+
+@dataclass
+class JNDPairs:
+    """Just-noticeable-difference pairs: ``p0``, ``p1`` (N, 3, H, W) in [0, 1] and ``same`` (N,), the
+    fraction of people who judged the two the same; ``kind`` one label per pair; ``source``."""
+
+    p0: torch.Tensor
+    p1: torch.Tensor
+    same: torch.Tensor
+    kind: list[str]
+    source: str = ""
+
+    def __post_init__(self):
+        check_image(self.p0, "p0", channels=(3,))
+        check_image(self.p1, "p1", channels=(3,))
+        n = self.p0.shape[0]
+        if self.p1.shape != self.p0.shape:
+            raise ValueError(f"p1 must have the shape of p0 {tuple(self.p0.shape)}, got {tuple(self.p1.shape)}")
+        if self.same.shape != (n,) or not bool(((self.same >= 0) & (self.same <= 1)).all()):
+            raise ValueError(f"same must be a ({n},) tensor of fractions in [0, 1]")
+        if len(self.kind) != n:
+            raise ValueError(f"kind must have one label per pair ({n}), got {len(self.kind)}")
+
+    def __len__(self) -> int:
+        return self.p0.shape[0]
+
+
+def load_bapps_jnd(subsets: Sequence[str] | None = None, limit: int | None = None, size: int | None = None,
+                   root: str | Path | None = None, download_ok: bool = True) -> JNDPairs:
+    """BAPPS JND val pairs (Zhang et al. 2018) from ``<root>/jnd/val/<subset>/{p0,p1,same}``; ``kind`` is
+    the subset (``cnn``, ``traditional``).  Missing files: downloads the official tarball if allowed,
+    else :class:`perceptlab.data.DataUnavailableError` says where to put them."""
+    rows = _read_bapps("jnd-val", subsets, limit, size, root, download_ok)
+    return JNDPairs(torch.stack([r["p0"] for r in rows]), torch.stack([r["p1"] for r in rows]),
+                    torch.tensor([r["same"] for r in rows]), [r["subset"] for r in rows], source="BAPPS JND val")

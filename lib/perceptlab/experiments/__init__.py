@@ -37,6 +37,16 @@ from perceptlab.experiments.random_filters import (
     run_random_agreement,
     run_scnn_limit,
 )
+from perceptlab.experiments.probing import (
+    PEQualityConfig,
+    PESRConfig,
+    ProbeConfig,
+    ReconstructConfig,
+    run_pe_quality,
+    run_pe_superres,
+    run_probe,
+    run_reconstruction,
+)
 from perceptlab.experiments.superres import SRConfig, run_superres
 from perceptlab.experiments.watson import (
     WatsonAgreementConfig,
@@ -211,6 +221,42 @@ def _watson_vae(config: WatsonVAEConfig, device, out_dir) -> dict:
     return {"metrics": metrics, "images": images}
 
 
+def _pe_probe(config: ProbeConfig, device, out_dir) -> dict:
+    result = run_probe(config, device)
+    metrics = {"labels": result["labels"], "freqs": list(result["stimuli"].freqs),
+               "thetas": list(result["stimuli"].thetas)}
+    for net, layers in result["results"].items():
+        for layer, r in layers.items():
+            metrics[f"{net}_{layer}"] = {k: r[k].tolist() for k in ("mu1", "mu2", "pe")}
+            metrics[f"{net}_{layer}"]["orient_cpd"] = r["orient_cpd"]
+    return {"metrics": metrics, "images": {}}
+
+
+def _pe_scores(row: dict) -> dict:
+    return {k: {kk: vv for kk, vv in v.items() if kk != "by_group"} for k, v in row.items() if isinstance(v, dict)}
+
+
+def _pe_quality(config: PEQualityConfig, device, out_dir) -> dict:
+    result = run_pe_quality(config, device)
+    metrics = {"network": result["network"], "labels": result["labels"],
+               "rows": [{**{k: r[k] for k in ("layer", "set", "n_channels")}, **_pe_scores(r)} for r in result["rows"]],
+               "compare": [{"metric": r["metric"], **_pe_scores(r)} for r in result["compare"]]}
+    return {"metrics": metrics, "images": {}}
+
+
+def _pe_reconstruct(config: ReconstructConfig, device, out_dir) -> dict:
+    result = run_reconstruction(config, device)
+    images = {"target": result["target"], **{f"{layer}_{name}": x for (layer, name), x in result["images"].items()}}
+    return {"metrics": {"network": result["network"], "rows": result["rows"]}, "images": images}
+
+
+def _pe_superres(config: PESRConfig, device, out_dir) -> dict:
+    result = run_pe_superres(config, device, out_dir)
+    images = {k if isinstance(k, str) else f"alpha{k[0]:g}_{k[1]}": v for k, v in result["images"].items()}
+    return {"metrics": {"network": result["network"], "rows": result["rows"], "reference": result["reference"]},
+            "images": images}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "gim": Experiment(GIMConfig, _gim, "Generalized Image Mean of shifted crops with L2 and L1 (Chapter 1)"),
     "superres": Experiment(SRConfig, _superres, "x4 super-resolution regressed with a pixel loss (Chapter 1)"),
@@ -234,6 +280,13 @@ EXPERIMENTS: dict[str, Experiment] = {
                              "Watson-DFT and a deep loss (Chapter 6)"),
     "watson-vae-colour": Experiment(WatsonColourVAEConfig, _watson_vae, "Colour VAEs on bundled crops (quick) or "
                                     "CelebA 64x64 (full) (Chapter 6)"),
+    "pe-probe": Experiment(ProbeConfig, _pe_probe, "Tuning curves, mu1, mu2 and perceptual efficacy of CNN channels "
+                           "(Chapter 7)"),
+    "pe-quality": Experiment(PEQualityConfig, _pe_quality, "H-x / L-x channel subsets on QA, 2AFC and JND tests "
+                             "(Chapter 7)"),
+    "pe-reconstruct": Experiment(ReconstructConfig, _pe_reconstruct, "Images reconstructed from H and L channels "
+                                 "(Chapter 7)"),
+    "pe-superres": Experiment(PESRConfig, _pe_superres, "x4 SR with L2 + a PE-weighted contextual loss (Chapter 7)"),
 }
 
 

@@ -1,5 +1,5 @@
 """Losses: pixel (MSE, L1, PSNR, SSIM), deep features, LPIPS, adversarial, DeePSiM, patch MMD and the
-random S-CNN, Watson-DCT and Watson-DFT, each a function and an
+random S-CNN, Watson-DCT and Watson-DFT, channel-subset feature losses and the contextual loss, each a function and an
 ``nn.Module`` twin; and the metric registry that builds every named distance.
 """
 from perceptlab.losses.pixel import (
@@ -56,6 +56,17 @@ from perceptlab.losses.patch_mmd import (
 from perceptlab.losses.scnn import (
     SCNNLoss,
 )
+from perceptlab.losses.channels import (
+    channel_distance,
+    ChannelFeatureLoss,
+    channel_feature_loss,
+)
+from perceptlab.losses.contextual import (
+    BANDWIDTH,
+    contextual_similarity,
+    contextual_loss,
+    ContextualLoss,
+)
 from perceptlab.losses.watson import (
     BLOCK,
     GREY_WEIGHTS,
@@ -97,6 +108,13 @@ from perceptlab.losses.deepsim import (
 
 
 __all__ = [
+    "channel_distance",
+    "ChannelFeatureLoss",
+    "channel_feature_loss",
+    "BANDWIDTH",
+    "contextual_similarity",
+    "contextual_loss",
+    "ContextualLoss",
     "mse",
     "l1",
     "MSELoss",

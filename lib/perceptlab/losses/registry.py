@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from perceptlab.losses.channels import ChannelFeatureLoss
 from perceptlab.losses.features import FeatureLoss
 from perceptlab.losses.lpips import LPIPS
 from perceptlab.losses.patch_mmd import PatchMMD, PatchMMDRFF
@@ -120,6 +121,15 @@ def _alexnet(weights: str):
     return build
 
 
+def _pe_subset(network: str, weights: str, layer: str, which: str, percent: float = 10.0):
+    """H-x / L-x channels of ``layer`` by perceptual efficacy, probed with the default gratings
+    (:class:`perceptlab.probing.Stimuli`: 64 pixels at 32 pixels per degree)."""
+    def build(reduction: str) -> nn.Module:
+        return ChannelFeatureLoss.from_efficacy(backbone(network, weights, seed=0), layer, which, percent,
+                                                reduction=reduction)
+    return build
+
+
 REGISTRY: dict[str, Entry] = {
     "l2": Entry("mean squared error of pixels",
                 lambda r: _labelled(MSELoss(r), "L2 (pixels)")),
@@ -182,6 +192,16 @@ REGISTRY: dict[str, Entry] = {
                         lambda r: LPIPS("alex", "imagenet", reduction=r), offline=False),
     "lpips-vgg": Entry("LPIPS, VGG16 trunk (ImageNet) with the official v0.1 linear weights",
                        lambda r: LPIPS("vgg", "imagenet", reduction=r), offline=False),
+    # Channel subsets by perceptual efficacy (Tariq et al. 2020, Chapter 7)
+    "vgg-random-relu2_2-h10": Entry("VGG16 relu2_2, random weights, the 10% of channels with the highest "
+                                    "perceptual efficacy", _pe_subset("vgg16", "random", "relu2_2", "H")),
+    "vgg-random-relu2_2-l10": Entry("VGG16 relu2_2, random weights, the 10% of channels with the lowest "
+                                    "perceptual efficacy", _pe_subset("vgg16", "random", "relu2_2", "L")),
+    "vgg-imagenet-relu2_2-h10": Entry("VGG16 relu2_2 (ImageNet), the 10% of channels with the highest perceptual "
+                                      "efficacy", _pe_subset("vgg16", "imagenet", "relu2_2", "H"), offline=False),
+    "alexnet-imagenet-relu1-h10": Entry("AlexNet relu1 (ImageNet), the 10% of channels with the highest perceptual "
+                                        "efficacy (Fig. 8's H-10)", _pe_subset("alexnet", "imagenet", "relu1", "H"),
+                                        offline=False),
     # Offline stand-ins: the official linear weights were fit to ImageNet features, so on a random
     # trunk they only set a channel weighting; labelled as such wherever they appear.
     "lpips-alex-random": Entry("LPIPS architecture offline: AlexNet trunk with seeded random weights, official v0.1 "

@@ -36,6 +36,13 @@ from perceptlab.metrics.twoafc import (
     calibrate,
     calibrate_metric,
 )
+from perceptlab.metrics.quality import (
+    srocc,
+    grouped_srocc,
+    bootstrap_srocc,
+    average_precision,
+    jnd_map,
+)
 from perceptlab.metrics.voting import (
     majority_vote,
     network_choices,
@@ -56,6 +63,11 @@ from perceptlab.metrics.reconstruction import (
 
 
 __all__ = [
+    "srocc",
+    "grouped_srocc",
+    "bootstrap_srocc",
+    "average_precision",
+    "jnd_map",
     "NO_LABEL",
     "trace_sqrt_product",
     "frechet_distance",
