@@ -43,6 +43,23 @@ def write_stl10(folder: Path, n_unlabeled: int = 6, n_test: int = 4, seed: int =
     return d
 
 
+def write_div2k(folder: Path, n_train: int = 3, n_valid: int = 2, seed: int = 0) -> Path:
+    """A tiny DIV2K stand-in in the official layout: ``folder/div2k/DIV2K_{train,valid}_HR/NNNN.png``, RGB PNGs
+    of different sizes (as DIV2K's are)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = folder / "div2k"
+    for split, first, n in (("train", 1, n_train), ("valid", 801, n_valid)):
+        d = root / f"DIV2K_{split}_HR"
+        d.mkdir(parents=True)
+        for k in range(n):
+            h, w = 40 + 8 * k, 56 + 4 * k
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{first + k:04d}.png")
+    return root
+
+
 @pytest.fixture
 def stl10_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``make(n_unlabeled, n_test)`` writes an STL-10 stand-in and points ``PERCEPTLAB_DATA`` at it."""

@@ -111,6 +111,23 @@ def test_pe_superres_trains_each_alpha_and_weighting(tmp_path, monkeypatch):
     assert (tmp_path / "alpha0.5-pe").is_dir()  # checkpoints of each run, for exact resume
 
 
+def test_pe_superres_full_preset_trains_on_a_div2k_stand_in(tmp_path, monkeypatch):
+    from conftest import write_div2k
+
+    write_div2k(tmp_path, n_train=2, n_valid=2)
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    monkeypatch.setattr(px.ProbeConfig, "stimuli", lambda self: _tiny_stimuli())
+    full = experiments.make_config("pe-superres", "full")
+    assert full.sr_overrides["data"] == "div2k" and full.network == "vgg16" and 1.0 in full.alphas
+    shrunk = {**full.sr_overrides, "patch": 32, "n_train": 4, "n_test": 2, "steps": 2, "batch": 2, "width": 4,
+              "depth": 2, "ckpt_every": 1}
+    result = experiments.run("pe-superres", "full", "cpu", tmp_path / "run", network="vgg16-random",
+                             alphas=[1.0, 0.5], sr_overrides=shrunk)
+    rows = result["metrics"]["rows"]
+    assert [(r["alpha"], r["weighting"]) for r in rows] == [(1.0, "-"), (0.5, "uniform"), (0.5, "pe")]
+    assert (tmp_path / "run" / "alpha0.5-pe" / "checkpoint.pt").exists()
+
+
 def test_mixed_loss_is_eq_9():
     from perceptlab.losses import ContextualLoss, mse
     from perceptlab.models import backbone

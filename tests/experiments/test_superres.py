@@ -69,3 +69,32 @@ def test_full_preset_without_data_fails_fast_with_instructions(tmp_path, monkeyp
 def test_unknown_data_source_raises():
     with pytest.raises(ValueError, match="config.data"):
         superres.make_patches(superres.SRConfig(data="imagenet"))
+
+
+def test_div2k_patches_come_from_every_image_in_order_and_from_valid_for_the_test(tmp_path, monkeypatch):
+    from conftest import write_div2k
+    from perceptlab.data import load_dataset
+
+    write_div2k(tmp_path, n_train=3, n_valid=2)
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    train_set = load_dataset("div2k", "train", download_ok=False)
+    assert len(train_set) == 3 and train_set[2][0].shape == (3, 56, 64)  # PNGs of different sizes
+    config = superres.SRConfig(data="div2k", patch=32, n_train=5, n_test=3)
+    train, test = superres.make_patches(config)
+    assert train.shape == (5, 3, 32, 32) and test.shape == (3, 3, 32, 32)
+    assert 0 <= float(train.min()) and float(train.max()) <= 1
+    # two crops from each training image, in order: each crop is a window of its image
+    g = torch.Generator().manual_seed(config.seed)
+    again = superres.crops_per_image(train_set, 32, 5, g)
+    assert torch.equal(again, train)
+    first = train_set[0][0]
+    windows = first.unfold(1, 32, 1).unfold(2, 32, 1)  # (3, H-31, W-31, 32, 32)
+    assert any(torch.equal(windows[:, i, j], train[0]) for i in range(windows.shape[1]) for j in range(windows.shape[2]))
+
+
+def test_div2k_missing_fails_fast_naming_the_zip_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERCEPTLAB_DATA", str(tmp_path))
+    from perceptlab.data.datasets import DataUnavailableError
+
+    with pytest.raises(DataUnavailableError, match="DIV2K_train_HR"):
+        superres.make_patches(superres.SRConfig(data="div2k"))

@@ -399,6 +399,22 @@ class BAPPSJND(_BAPPSFolders):
     parts, value = ("p0", "p1"), "same"
 
 
+# DIV2K (Agustsson & Timofte 2017): 800 training and 100 validation photos of about 2040 pixels, PNG.
+_DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "valid": "DIV2K_valid_HR"}
+
+
+def _div2k_required(folder: Path, split: str) -> list[Path]:
+    return [folder / _DIV2K_FOLDERS[split]]
+
+
+def _div2k_reader(folder: Path, split: str) -> torch.utils.data.Dataset:
+    files = sorted((folder / _DIV2K_FOLDERS[split]).glob("*.png"))
+    if not files:
+        raise DataUnavailableError(f"{folder / _DIV2K_FOLDERS[split]} holds no PNG images; unzip "
+                                   f"{_DIV2K_FOLDERS[split]}.zip in {folder}")
+    return ImageFolderList(files)
+
+
 # --------------------------------------------------------------------------- the registered datasets
 
 register(DatasetSpec(
@@ -444,6 +460,19 @@ register(DatasetSpec(
     notes="CelebA is served from Google Drive and must be fetched by hand: unzip img_align_celeba.zip so that "
           "img_align_celeba/000001.jpg exists, next to list_eval_partition.txt",
     manual=True,
+))
+
+register(DatasetSpec(
+    name="div2k",
+    resources=(Resource("http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", "DIV2K_train_HR.zip", None,
+                        extract=True, splits=("train",)),
+               Resource("http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip", None,
+                        extract=True, splits=("valid",))),
+    required=_div2k_required, reader=_div2k_reader, splits=("train", "valid"),
+    homepage="https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+    notes="Unzip so that DIV2K_train_HR/0001.png ... and DIV2K_valid_HR/0801.png ... exist (the layout of the "
+          "official zip files; only the high-resolution images are used). The authors publish no checksums, so "
+          "none is verified",
 ))
 
 register(DatasetSpec(

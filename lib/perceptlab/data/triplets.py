@@ -94,7 +94,8 @@ def _read_bapps(split: str, subsets: Sequence[str] | None, limit: int | None, si
                 kept.append(it)
         items = kept
     if not items:
-        raise DataUnavailableError(f"no BAPPS records for subsets {subsets} in split {split!r}")
+        what = "pairs" if split.startswith("jnd") else "triplets"
+        raise DataUnavailableError(f"no BAPPS {what} for subsets {subsets} in split {split!r}")
     dataset.items, dataset.size = items, size
     return [dataset[i] for i in progress(range(len(dataset)), desc="BAPPS")]
 

@@ -259,12 +259,13 @@ class ReconstructConfig(PresetConfig):
 
     network: str = "vgg16-random"
     layers: tuple[str, ...] = ("relu2_2",)
-    image: str = "coffee"
-    crop: tuple[int, int] = (40, 60)
+    image: str = "astronaut"
+    crop: tuple[int, int] = (110, 70)
     size: int = 64
     sets: tuple[tuple[str, float], ...] = (("H", 10.0), ("L", 10.0), ("L", 50.0), ("F", 100.0))
     steps: int = 300
     lr: float = 0.05
+    init_noise: float = 0.1
     network_preset: str = "quick"
     seed: int = field(default_factory=default_seed)
 
@@ -277,11 +278,12 @@ def target_image(config: ReconstructConfig) -> torch.Tensor:
 
 
 def reconstruct(net: Backbone, layer: str, target: torch.Tensor, channels: torch.Tensor | None, steps: int,
-                lr: float, seed: int, device="cpu") -> torch.Tensor:
+                lr: float, seed: int, device="cpu", init_noise: float = 0.1) -> torch.Tensor:
     """argmin_x of eq. 1 on ``channels`` (None: all) between x and ``target`` (Mahendran & Vedaldi 2015):
-    x = sigmoid(u), u from mean grey plus seeded noise, Adam; returns x (1, 3, H, W) in [0, 1]."""
+    x = sigmoid(u), u = 0 (mean grey) plus seeded Gaussian noise of std ``init_noise``, Adam; returns
+    x (1, 3, H, W) in [0, 1].  What the channels do not constrain keeps its starting value."""
     g = torch.Generator().manual_seed(seed)
-    u = (0.1 * torch.randn(target.shape, generator=g)).to(device).requires_grad_(True)
+    u = (init_noise * torch.randn(target.shape, generator=g)).to(device).requires_grad_(True)
     with torch.no_grad():
         ft = net(target.to(device), [layer])[layer]
         scale = channel_distance(ft, torch.zeros_like(ft), channels).clamp_min(1e-12)
@@ -326,7 +328,8 @@ def run_reconstruction(config: ReconstructConfig, device: str | torch.device = "
         for which, percent in config.sets:
             channels = None if which == "F" else channel_subset(pe, which, percent)
             name = "F" if which == "F" else f"{which}-{percent:g}"
-            x = reconstruct(net, layer, target, channels, config.steps, config.lr, config.seed, device)
+            x = reconstruct(net, layer, target, channels, config.steps, config.lr, config.seed, device,
+                            config.init_noise)
             images[(layer, name)] = x
             rows.append({"layer": layer, "set": name, "n_channels": pe.numel() if channels is None else len(channels),
                          **measure(x)})
@@ -357,9 +360,13 @@ class MixedLoss(nn.Module):
 class PESRConfig(PresetConfig):
     """x4 super-resolution with eq. 9 for each ``alphas`` value, the contextual loss on ``layer`` with
     uniform and PE-weighted channels (Fig. 7), reusing Chapter 1's SR runner.  Quick: bundled images,
-    random VGG16 relu2_2; full: DIV2K (``sr_overrides``) and ImageNet VGG16."""
+    random VGG16 relu2_2; full: 96-pixel crops of DIV2K (train for training, valid for the scores, as the
+    seed) and ImageNet VGG16 (``sr_overrides`` are fields of :class:`SRConfig`)."""
 
-    FULL: ClassVar[dict] = dict(network="vgg16", sr_overrides={"data": "stl10", "steps": 20_000, "patch": 96},
+    FULL: ClassVar[dict] = dict(network="vgg16", sr_overrides={"data": "div2k", "patch": 96, "n_train": 16_000,
+                                                               "n_test": 256, "width": 64, "depth": 10,
+                                                               "steps": 20_000, "batch": 32, "lr": 1e-3,
+                                                               "ckpt_every": 1000},
                                 alphas=(1.0, 0.9, 0.5, 0.1), network_preset="full")
 
     network: str = "vgg16-random"

@@ -2,6 +2,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,7 +22,7 @@ from perceptlab.train import History, fit
 
 @dataclass
 class SRConfig(PresetConfig):
-    """Sizes and data of the super-resolution experiment. ``data``: "bundled" or "stl10"."""
+    """Sizes and data of the super-resolution experiment. ``data``: "bundled", "stl10" or "div2k"."""
 
     # STL-10 (Coates et al. 2011): 100k unlabelled 96x96 photos for training, the test split for evaluation.
     FULL: ClassVar[dict] = dict(data="stl10", patch=96, n_train=100_000, n_test=512, width=64, depth=10,
@@ -63,7 +65,24 @@ def make_patches(config: SRConfig) -> tuple[torch.Tensor, torch.Tensor]:
         train = random_crops(_stack(train_set, config.n_train), config.patch, min(config.n_train, len(train_set)), g)
         test = random_crops(_stack(test_set, config.n_test), config.patch, min(config.n_test, len(test_set)), g)
         return train, test
-    raise ValueError(f"config.data must be 'bundled' or 'stl10', got {config.data!r}")
+    if config.data == "div2k":
+        g = torch.Generator().manual_seed(config.seed)
+        return (crops_per_image(load_dataset("div2k", "train"), config.patch, config.n_train, g),
+                crops_per_image(load_dataset("div2k", "valid"), config.patch, config.n_test, g))
+    raise ValueError(f"config.data must be 'bundled', 'stl10' or 'div2k', got {config.data!r}")
+
+
+def crops_per_image(dataset, size: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random ``size``-pixel crops from a dataset of images of different sizes (DIV2K), an equal
+    number from each image in order (each image read once), (n, C, size, size) in [0, 1]."""
+    per = math.ceil(n / len(dataset))
+    crops, count = [], 0
+    for i in range(len(dataset)):
+        crops.append(random_crops(dataset[i][0].unsqueeze(0), size, per, generator))
+        count += per
+        if count >= n:
+            break
+    return torch.cat(crops)[:n]
 
 
 def run_superres(config: SRConfig, device: str | torch.device = "cpu", out_dir=None,
