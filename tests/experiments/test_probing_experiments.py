@@ -88,6 +88,25 @@ def test_pe_reconstruction_measures_each_subset(monkeypatch):
     assert result["rows"][0]["mse"] == 0 and all(r["chroma"] >= 0 for r in result["rows"])
 
 
+def test_pe_probe_full_preset_code_path_on_a_shrunken_stimulus_set(tmp_path):
+    full = experiments.make_config("pe-probe", "full")
+    assert (full.size, full.ppd, full.n_freqs, full.network_preset) == (224, 64.0, 24, "full")
+    result = experiments.run("pe-probe", "full", "cpu", tmp_path, networks=["vgg16-random"], size=32, ppd=16.0,
+                             n_freqs=4, n_thetas=3, n_phases=2, f_max=8.0)
+    entry = result["metrics"]["vgg16-random_relu4_3"]
+    assert len(entry["pe"]) == 512 and min(entry["pe"]) >= 0 and sum(entry["pe"]) <= 1 + 1e-9
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_pe_reconstruction_full_preset_code_path_on_two_layers(monkeypatch):
+    monkeypatch.setattr(px.ProbeConfig, "stimuli", lambda self: _tiny_stimuli())
+    config = experiments.make_config("pe-reconstruct", "full", network="vgg16-random", size=32, steps=2)
+    assert config.layers == ("relu2_2", "relu3_3") and config.network_preset == "full"
+    result = px.run_reconstruction(config)
+    assert {k[0] for k in result["images"]} == {"relu2_2", "relu3_3"}
+    assert [r["set"] for r in result["rows"]].count("H-10") == 2
+
+
 def test_spectral_measures_on_gratings():
     from perceptlab.probing import oriented_grating
 
