@@ -262,7 +262,7 @@ def test_feature_loss_normalize_channels_matches_feature_distance(vgg):
     loss = losses.FeatureLoss(vgg, layers=layers, normalize_channels=True, reduction="none")
     expected = losses.feature_distance(vgg(x, layers), vgg(y, layers), normalize_channels=True)
     assert torch.allclose(loss(x, y), expected)
-    assert "channel-normalised" in loss.label
+    assert "unit-normalised" in loss.label
 
 
 def test_feature_loss_pre_activation_uses_conv_outputs(vgg, alex):

@@ -39,7 +39,7 @@ class ChannelFeatureLoss(FeatureLoss):
 
     Args:
         backbone, weights, seed, normalize_channels: as :class:`~perceptlab.losses.FeatureLoss`
-            (channel normalisation, if asked for, uses all of the layer's channels).
+            (unit normalisation, if asked for, uses all of the layer's channels).
         layer: one layer name.
         channels: channel indices to keep (None: all).
         channel_weights: a weight per channel of the layer, (C,) (None: 1).

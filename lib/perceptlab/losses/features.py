@@ -1,5 +1,5 @@
 """Deep-feature losses: the feature reconstruction loss of Johnson et al. (2016) over layers of a
-backbone, with channel normalisation, pre-activation features and layer weights.
+backbone, with unit-normalised channels, pre-activation features and layer weights.
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ class FeatureLoss(nn.Module):
         parts += ["pre-activation"] * pre_activation
         if self.layer_weights is not None:
             parts.append("weights " + ", ".join(f"{w:g}" for w in self.layer_weights.values()))
-        parts += ["channel-normalised"] * normalize_channels
+        parts += ["unit-normalised"] * normalize_channels
         self.label = "; ".join(parts)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

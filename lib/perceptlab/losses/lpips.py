@@ -1,4 +1,4 @@
-"""LPIPS (Zhang et al. 2018): channel-normalised feature differences weighted by learned linear layers.
+"""LPIPS (Zhang et al. 2018): unit-normalised feature differences weighted by learned linear layers.
 """
 from __future__ import annotations
 

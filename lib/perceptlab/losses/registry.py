@@ -55,15 +55,16 @@ def feature_metric(net: Backbone, layers: tuple[str, ...], normalize: bool, redu
     """A :class:`~perceptlab.losses.FeatureLoss` on ``layers``.
 
     Without normalisation, every layer has weight 1 (the mean squared feature difference of
-    each layer, summed).  With channel normalisation, layer i gets weight C_i, which turns
+    each layer, summed).  With ``normalize`` (the course calls it *LPIPS-weighted*): unit-normalised
+    channel vectors (as FeatureLoss's ``normalize_channels``) and layer i weighted by C_i, which turns
     each layer's mean over (C, H, W) into LPIPS's sum over channels and mean over positions:
     the distance then equals LPIPS with uniform linear weights (Zhang et al. 2018).
     """
     weights = channel_counts(net, layers) if normalize else None
     loss = FeatureLoss(net, layers, layer_weights=weights, normalize_channels=normalize, reduction=reduction)
     if normalize:
-        loss.label = loss.label.split("; weights")[0] + "; channel-normalised, layers weighted by channel count " \
-                                                         "(LPIPS without linear weights)"
+        loss.label = loss.label.split("; weights")[0] + "; LPIPS-weighted: unit-normalised, layers weighted by " \
+                                                         "channel count (LPIPS without linear weights)"
     return loss
 
 
@@ -83,7 +84,7 @@ def vgg_metric(weights: str = "random", seed: int = 0, zero_mean: bool = False, 
                reduction: str = "none") -> nn.Module:
     """VGG16 on the LPIPS layers (:data:`VGG_LAYERS`) as a :func:`feature_metric`: ``weights`` "random"
     (drawn with ``seed``) or "imagenet", optionally with zero-mean first-layer filters (Amir & Weiss
-    2021) and channel normalisation.  The voting networks of Chapter 5 are these with seeds 0..K-1."""
+    2021) and LPIPS weighting (``normalize``).  The voting networks of Chapter 5 are these with seeds 0..K-1."""
     net = backbone("vgg16", weights, seed=seed, zero_mean_first=zero_mean)
     return feature_metric(net, VGG_LAYERS, normalize, reduction)
 
@@ -139,13 +140,13 @@ REGISTRY: dict[str, Entry] = {
                   lambda r: _labelled(SSIMLoss(reduction=r), "1 - SSIM")),
     "vgg-random": Entry("VGG16, seeded random weights, LPIPS layers",
                         _vgg("random")),
-    "vgg-random-norm": Entry("VGG16, random weights, channel-normalised",
+    "vgg-random-norm": Entry("VGG16, random weights, LPIPS-weighted",
                              _vgg("random", normalize=True)),
-    "vgg-random-zm-norm": Entry("VGG16, random weights with zero-mean first-layer filters, channel-normalised "
+    "vgg-random-zm-norm": Entry("VGG16, random weights with zero-mean first-layer filters, LPIPS-weighted "
                                 "(Amir & Weiss 2021)", _vgg("random", zero_mean=True, normalize=True)),
     "exemplar": Entry("Exemplar-CNN trained here without labels",
                       lambda r: _exemplar(r, normalize=False)),
-    "exemplar-norm": Entry("Exemplar-CNN trained here without labels, channel-normalised",
+    "exemplar-norm": Entry("Exemplar-CNN trained here without labels, LPIPS-weighted",
                            lambda r: _exemplar(r, normalize=True)),
     "alexnet-random": Entry("AlexNet, seeded random weights, relu1-relu5 (a DeePSiM comparator)",
                             _alexnet("random")),
@@ -186,7 +187,7 @@ REGISTRY: dict[str, Entry] = {
     "watson-dft-untrained-shift": Entry("Watson-DFT, colour, the untrained starting values, grid shift",
                                         _watson(WatsonDFT, 3, False, True)),
     "vgg-imagenet": Entry("VGG16 trained on ImageNet, LPIPS layers", _vgg("imagenet"), offline=False),
-    "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, channel-normalised",
+    "vgg-imagenet-norm": Entry("VGG16 trained on ImageNet, LPIPS-weighted",
                                _vgg("imagenet", normalize=True), offline=False),
     "lpips-alex": Entry("LPIPS, AlexNet trunk (ImageNet) with the official v0.1 linear weights",
                         lambda r: LPIPS("alex", "imagenet", reduction=r), offline=False),
