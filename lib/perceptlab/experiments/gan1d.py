@@ -371,15 +371,18 @@ def snapshot(G: Generator1D, D: Discriminator1D, x: torch.Tensor, dx: float, p_d
     """D(x), the generator's density p_g, D* and the scalars V(D, G), C(G), JSD and the D-vs-D* gap.
 
     p_g is :func:`generator_density` (``n_density`` points, smoothing ``bandwidth``); ``gap`` is
-    :func:`discriminator_gap`'s ``weighted``, ``gap_data_mean``/``gap_data_max`` its other two.
+    :func:`discriminator_gap`'s ``weighted``, ``gap_data_mean``/``gap_data_max`` its other two, and
+    ``gap_half`` the same weighted gap of the constant D = 1/2 (the baseline any learned D must beat).
     """
     p_g = generator_density(G, x, n_density, bandwidth)
     d = D.on_grid(x)
     d_star = optimal_discriminator(p_data, p_g)
     gap = discriminator_gap(d, p_data, p_g, dx)
+    half = discriminator_gap(torch.full_like(d, 0.5), p_data, p_g, dx)  # the know-nothing D = 1/2, as a baseline
     return {"d": d, "p_g": p_g, "d_star": d_star, "value": value(d, p_data, p_g, dx),
             "criterion": virtual_criterion(p_data, p_g, dx), "jsd": jsd(p_data, p_g, dx),
-            "gap": gap["weighted"], "gap_data_mean": gap["data_mean"], "gap_data_max": gap["data_max"]}
+            "gap": gap["weighted"], "gap_data_mean": gap["data_mean"], "gap_data_max": gap["data_max"],
+            "gap_half": half["weighted"]}
 
 
 def build_models(config: GAN1DConfig) -> tuple[Generator1D, Discriminator1D]:
@@ -437,7 +440,8 @@ def run_gan1d(config: GAN1DConfig, device: str | torch.device = "cpu", out_dir: 
     ``initial`` (the snapshot of the untrained pair), ``final`` (the last snapshot),
     ``refined_discriminator`` (a copy of D trained ``refine_steps`` more steps against the
     frozen final G), ``refined`` (its snapshot) and ``metrics`` (``jsd_init``,
-    ``jsd_final``, ``gap_final``, ``gap_refined`` and their ``data_mean`` variants).
+    ``jsd_final``, ``gap_init``, ``gap_final``, ``gap_refined``, their ``data_mean`` variants, and
+    ``gap_half_init``, ``gap_half_final``: the gaps of the constant D = 1/2 against the same generators).
     """
     if config.loss not in GENERATOR_LOSSES:
         raise ValueError(f"config.loss must be one of {GENERATOR_LOSSES}, got {config.loss!r}")
@@ -494,6 +498,7 @@ def run_gan1d(config: GAN1DConfig, device: str | torch.device = "cpu", out_dir: 
         refined = {"step": final["step"], **snapshot(G, refined_d, x, dx, p_data, config.n_density, config.bandwidth)}
     metrics = {"jsd_init": initial["jsd"], "jsd_final": final["jsd"], "gap_init": initial["gap"],
                "gap_final": final["gap"], "gap_refined": refined["gap"],
+               "gap_half_init": initial["gap_half"], "gap_half_final": final["gap_half"],
                "gap_data_mean_final": final["gap_data_mean"], "gap_data_mean_refined": refined["gap_data_mean"]}
     return {"x": x, "dx": dx, "p_data": p_data, "generator": G, "discriminator": D, "history": history,
             "snapshots": snaps.records, "initial": {"step": 0, **initial}, "final": final,
