@@ -65,7 +65,36 @@ def test_resize_matches_torch_interpolate(mode, antialias):
     ref = F.interpolate(x, size=16, mode=mode, **kwargs).clamp(0, 1)
     assert torch.equal(imaging.resize(x, 16, mode=mode, antialias=antialias), ref)
     with pytest.raises(ValueError, match="mode"):
-        imaging.resize(x, 16, mode="area")
+        imaging.resize(x, 16, mode="lanczos")
+
+
+def test_resize_area_averages_blocks_for_an_integer_factor():
+    x = torch.rand(2, 3, 32, 24)
+    assert torch.allclose(imaging.resize(x, (16, 12), mode="area"), F.avg_pool2d(x, 2))
+
+
+@pytest.mark.parametrize("method", ["bicubic", "bilinear", "lanczos", "box", "nearest"])
+def test_pil_resize_is_pil_on_each_float_channel(method):
+    x = torch.rand(2, 3, 30, 20)
+    out = imaging.pil_resize(x, (12, 16), method)
+    assert out.shape == (2, 3, 12, 16) and out.dtype == torch.float32
+    filt = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "box": Image.BOX,
+            "nearest": Image.NEAREST}[method]
+    for n in range(2):
+        for c in range(3):
+            ref = np.asarray(Image.fromarray(x[n, c].numpy(), mode="F").resize((16, 12), resample=filt))
+            assert np.allclose(out[n, c].numpy(), np.clip(ref, 0, 1), atol=0)
+
+
+def test_pil_bicubic_and_torch_antialiased_bicubic_agree_when_shrinking():
+    """PIL widens its filter by the shrink factor; torch's antialias=True does the same (clean-fid's point)."""
+    x = torch.rand(1, 1, 64, 64)
+    assert torch.allclose(imaging.pil_resize(x, 32, "bicubic"), imaging.resize(x, 32, "bicubic", antialias=True),
+                          atol=1e-5)
+    assert not torch.allclose(imaging.pil_resize(x, 32, "bicubic"), imaging.resize(x, 32, "bicubic", antialias=False),
+                              atol=1e-3)
+    with pytest.raises(ValueError, match="method"):
+        imaging.pil_resize(x, 32, "area")
 
 
 def test_downsample_is_a_box_average_and_bicubic_keeps_constants():

@@ -11,6 +11,8 @@ from perceptlab.imaging.convert import (
     image_grid,
 )
 from perceptlab.imaging.resample import (
+    PIL_FILTERS,
+    pil_resize,
     resize,
     downsample,
     upsample_bicubic,
@@ -45,6 +47,8 @@ __all__ = [
     "to_uint8",
     "to_float",
     "image_grid",
+    "PIL_FILTERS",
+    "pil_resize",
     "resize",
     "downsample",
     "upsample_bicubic",
