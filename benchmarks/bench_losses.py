@@ -294,6 +294,49 @@ def run_sessions(script: str, argv: list[str], n: int, describe: Callable[[dict]
     return out
 
 
+def session_main(doc: str, script: str, argv: list[str] | None, *, measure: Callable, report: Callable,
+                 checks: Callable, describe: Callable[[dict], str], quick: dict, defaults: dict,
+                 add_arguments: Callable | None = None, adjust: Callable | None = None,
+                 after_sessions: Callable[[list[dict]], None] | None = None,
+                 print_checks: Callable[[dict], None] | None = None) -> dict:
+    """The main of a chapter benchmark with checks: parse :func:`session_parser`'s command line (plus
+    ``add_arguments(parser)``), then either run ``--sessions N`` fresh processes of ``script`` and check every
+    session's ``summary`` with ``checks(summaries)`` (``after_sessions(summaries)`` may print more), or measure
+    once: ``measure(device, opts)`` with ``quick`` or ``defaults`` (``--repeats``, then ``adjust(opts, args)``).
+    Prints with ``report(res)`` and the checks (``print_checks(res["checks"])``, or one line per check of a
+    {name: bool} dict), saves ``--json``, returns the result."""
+    parser = session_parser(doc)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.sessions < 1 or (args.repeats is not None and args.repeats < 1):
+        parser.error("--sessions and --repeats must be >= 1")
+    if args.sessions > 1:
+        runs = run_sessions(script, argv if argv is not None else sys.argv[1:], args.sessions, describe)
+        res = {**runs[0], "sessions": [r["summary"] for r in runs]}
+        res["checks"] = checks(res["sessions"])
+        print("results of session 1:")
+        report(res)
+        if after_sessions is not None:
+            after_sessions(res["sessions"])
+    else:
+        opts = dict(quick if args.quick else defaults)
+        if args.repeats:
+            opts["repeats"] = args.repeats
+        if adjust is not None:
+            adjust(opts, args)
+        res = measure(perceptlab.default_device(args.device), opts)
+        report(res)
+        print(describe(res))
+    if print_checks is not None:
+        print_checks(res["checks"])
+    else:
+        for name, ok in res["checks"].items():
+            print(f"  {'holds' if ok else 'DOES NOT HOLD'}: {name}")
+    save(res, args.json)
+    return res
+
+
 def save(res: dict, path: str | None) -> None:
     """Write ``res`` as JSON to ``path`` (if given) and say so."""
     if path:

@@ -41,7 +41,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_losses  # noqa: E402
 
-import perceptlab  # noqa: E402
 from perceptlab import probing  # noqa: E402
 from perceptlab.experiments.probing import ProbeConfig  # noqa: E402
 from perceptlab.models import backbone  # noqa: E402
@@ -120,11 +119,6 @@ def report(res: dict) -> None:
         print(f"  {name:28s} {t * 1000:9.1f} ms   {res['ratio_to_forward'][name]:6.2f} x one forward pass")
 
 
-def print_checks(c: dict) -> None:
-    for name, ok in c.items():
-        print(f"  {'holds' if ok else 'DOES NOT HOLD'}: {name}")
-
-
 def _describe(res: dict) -> str:
     s = res["summary"]
     return (f"probe {s['probe_vs_forward']:.2f}x a forward pass; a pass per layer {s['per_layer_vs_probe']:.2f}x "
@@ -132,32 +126,16 @@ def _describe(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = bench_losses.session_parser(__doc__)
-    parser.add_argument("--full", action="store_true", help="the full preset's stimulus set (224 pixels, 384 images)")
-    args = parser.parse_args(argv)
-    if args.sessions < 1 or (args.repeats is not None and args.repeats < 1):
-        parser.error("--sessions and --repeats must be >= 1")
-    if args.sessions > 1:
-        runs = bench_losses.run_sessions(__file__, argv if argv is not None else sys.argv[1:], args.sessions,
-                                         _describe)
-        res = {**runs[0], "sessions": [r["summary"] for r in runs]}
-        res["checks"] = checks(res["sessions"])
-        print("results of session 1:")
-        report(res)
-        print_checks(res["checks"])
-        bench_losses.save(res, args.json)
-        return res
-    opts = dict(QUICK if args.quick else DEFAULTS)
-    if args.full:
-        opts["preset"] = "full"
-    if args.repeats:
-        opts["repeats"] = args.repeats
-    res = measure(perceptlab.default_device(args.device), opts)
-    report(res)
-    print(_describe(res))
-    print_checks(res["checks"])
-    bench_losses.save(res, args.json)
-    return res
+    def full_option(parser):
+        parser.add_argument("--full", action="store_true", help="the full preset's stimulus set (224 pixels, 384 images)")
+
+    def adjust(opts, args):
+        if args.full:
+            opts["preset"] = "full"
+
+    return bench_losses.session_main(__doc__, __file__, argv, measure=measure, report=report, checks=checks,
+                                     describe=_describe, quick=QUICK, defaults=DEFAULTS, add_arguments=full_option,
+                                     adjust=adjust)
 
 
 if __name__ == "__main__":

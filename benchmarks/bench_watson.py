@@ -48,7 +48,6 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_losses  # noqa: E402
 
-import perceptlab  # noqa: E402
 from perceptlab import losses  # noqa: E402
 from perceptlab.losses import registry  # noqa: E402
 
@@ -228,30 +227,13 @@ def _describe(session: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = bench_losses.session_parser(__doc__)
-    args = parser.parse_args(argv)
-    if args.sessions < 1 or (args.repeats is not None and args.repeats < 1):
-        parser.error("--sessions and --repeats must be >= 1")
-    if args.sessions > 1:
-        runs = bench_losses.run_sessions(__file__, argv if argv is not None else sys.argv[1:], args.sessions,
-                                         _describe)
-        res = {**runs[0], "sessions": [r["summary"] for r in runs]}
-        res["checks"] = checks(res["sessions"])
-        print("results of session 1:")
-        report(res)
-        print(f"speed-up over {BASELINE} in {len(runs)} sessions: "
-              + ", ".join(f"{s['speedup_vs_featureloss']:.1f}" for s in res["sessions"]))
-        print_checks(res["checks"])
-        bench_losses.save(res, args.json)
-        return res
-    opts = dict(QUICK if args.quick else DEFAULTS)
-    if args.repeats:
-        opts["repeats"] = args.repeats
-    res = measure(perceptlab.default_device(args.device), opts)
-    report(res)
-    print_checks(res["checks"])
-    bench_losses.save(res, args.json)
-    return res
+    def speedups(sessions: list[dict]) -> None:
+        print(f"speed-up over {BASELINE} in {len(sessions)} sessions: "
+              + ", ".join(f"{s['speedup_vs_featureloss']:.1f}" for s in sessions))
+
+    return bench_losses.session_main(__doc__, __file__, argv, measure=measure, report=report, checks=checks,
+                                     describe=_describe, quick=QUICK, defaults=DEFAULTS, after_sessions=speedups,
+                                     print_checks=print_checks)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Helpers shared by the homework tests (test_grading.py, test_hw2.py)."""
+"""Helpers shared by the homework tests (test_grading.py, test_hw2.py ... test_hw7.py)."""
 from __future__ import annotations
 
 import os
@@ -78,3 +78,64 @@ def with_answers(source_path: Path, tmp_path: Path, answers: dict) -> Path:
 def failed_checks(report) -> set[str]:
     """The ids of the check cells a :class:`perceptlab.course.grading.GradeReport` failed."""
     return {r.check.id for r in report.results if not r.passed}
+
+
+HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
+
+
+def assert_source_layout(source_path: Path, title: str, checks: dict[str, str], maxima: dict[str, float]) -> None:
+    """An executed source notebook: ``title`` first, then the Colab cell of Homework 1, check cells with
+    valid grading metadata (``checks``: check id -> question; ``maxima``: question -> points), 10 points."""
+    from perceptlab.course import grading
+
+    source = read(source_path)
+    assert source.metadata.kernelspec.name == "python3"
+    assert source.cells[0].source.startswith(title + "\n")
+    assert source.cells[1].source == read(HW1_SOURCE).cells[0].source  # the Colab cell, after the title
+    found = grading.reference_checks(source)  # executed, valid metadata
+    assert {c.id: c.question for c, _ in found} == checks
+    assert {c.question: c.points for c, _ in found} == maxima
+    assert sum(maxima.values()) == 10
+
+
+def assert_checks_print_cleanly(source_path: Path) -> None:
+    """Every check cell of the executed source printed to stdout only, and no nan, inf or False."""
+    import re
+
+    for cell_id, cell in check_cells(read(source_path)).items():
+        assert cell.outputs, cell_id
+        assert all(o.output_type == "stream" and o.name == "stdout" for o in cell.outputs), cell_id
+        text = "".join(o.text for o in cell.outputs)
+        assert not re.search(r"\b(nan|inf|False)\b", text), cell_id
+
+
+def assert_release_matches_committed(source_path: Path, committed_path: Path, tmp_path: Path, regions: int,
+                                     solutions: dict[str, tuple[str, ...]]) -> None:
+    """Release the source: only the instructor's discussion is dropped, check cells are unchanged, each solution
+    cell keeps its functions with stubs, and the committed student notebook is that release, unexecuted."""
+    from perceptlab.course import grading
+
+    source, student = release_and_check(source_path, tmp_path, regions=regions)
+    assert [c.id for c in source.cells if "solution" in c.metadata.get("tags", [])] == ["reflection-discussion"]
+    assert not any("solution" in cell.metadata.get("tags", []) for cell in student.cells)
+    assert {k: (c.source, c.metadata) for k, c in check_cells(student).items()} == \
+        {k: (c.source, c.metadata) for k, c in check_cells(source).items()}
+    for cell_id, names in solutions.items():
+        text = cell_by_id(student, cell_id).source
+        assert all(f"def {name}(" in text for name in names) and grading.STUB in text
+    committed = read(committed_path)
+    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in student.cells]
+    assert [c.metadata for c in committed.cells] == [c.metadata for c in student.cells]
+    assert all(c.outputs == [] and c.execution_count is None for c in committed.cells if c.cell_type == "code")
+
+
+def two_regions(first_body: str, second_body: str):
+    """An answer for a solution cell with two solution regions (two function bodies): the first region
+    replaced by ``first_body``, the second by ``second_body`` (for :func:`with_answers`)."""
+    from perceptlab.course import grading
+
+    def answer(source: str) -> str:
+        first, second, rest = grading.strip_solutions(source, "@@ANSWER@@").split("@@ANSWER@@")
+        indent = lambda body: body.replace("\n", "\n    ")  # noqa: E731  (both regions are function bodies)
+        return first + indent(first_body) + second + indent(second_body) + rest
+    return answer

@@ -7,20 +7,19 @@ questions (questions are scored independently, so each is told apart by the chec
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, failed_checks, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check, with_answers)
+from homework import (assert_checks_print_cleanly, assert_source_layout, cell_by_id, check_cells,  # noqa: F401
+                      expected_scores, failed_checks, kernels_find_perceptlab, read, release_and_check,
+                      with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "05_random_filters" / "homework"
 HW5_SOURCE = HOMEWORK / "hw5_source.ipynb"
 HW5 = HOMEWORK / "hw5.ipynb"
-HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
 HW5_MAX = {"q1": 4, "q2": 3, "q3": 3}
 HW5_CHECKS = {"check-q1-closed": "q1", "check-q1-library": "q1", "check-q2-library": "q2",
               "check-q2-unbiased": "q2", "check-q3-hand": "q3", "check-q3-library": "q3"}
@@ -88,22 +87,11 @@ def printed(cell_id: str) -> str:
 
 
 def test_hw5_source_has_the_title_then_the_colab_cell_and_ten_points() -> None:
-    source = read(HW5_SOURCE)
-    assert source.metadata.kernelspec.name == "python3"
-    assert source.cells[0].source.startswith("# Homework 5: patch MMD and the vote of random networks\n")
-    assert source.cells[1].source == read(HW1_SOURCE).cells[0].source  # the Colab cell, after the title
-    checks = grading.reference_checks(source)  # executed, valid metadata
-    assert {c.id: c.question for c, _ in checks} == HW5_CHECKS
-    assert {c.question: c.points for c, _ in checks} == HW5_MAX
-    assert sum(HW5_MAX.values()) == 10
+    assert_source_layout(HW5_SOURCE, "# Homework 5: patch MMD and the vote of random networks", HW5_CHECKS, HW5_MAX)
 
 
 def test_hw5_check_cells_print_no_errors_false_or_nan() -> None:
-    for cell_id, cell in check_cells(read(HW5_SOURCE)).items():
-        assert cell.outputs, cell_id
-        assert all(o.output_type == "stream" and o.name == "stdout" for o in cell.outputs), cell_id
-        text = "".join(o.text for o in cell.outputs)
-        assert not re.search(r"\b(nan|inf|False)\b", text), cell_id
+    assert_checks_print_cleanly(HW5_SOURCE)
 
 
 def test_hw5_closed_forms_are_printed_next_to_their_values() -> None:

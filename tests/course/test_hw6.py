@@ -12,14 +12,14 @@ from pathlib import Path
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, failed_checks, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check, with_answers)
+from homework import (assert_checks_print_cleanly, assert_release_matches_committed,  # noqa: F401
+                      assert_source_layout, cell_by_id, check_cells, expected_scores, failed_checks,
+                      kernels_find_perceptlab, read, two_regions, with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "06_watson" / "homework"
 HW6_SOURCE = HOMEWORK / "hw6_source.ipynb"
 HW6 = HOMEWORK / "hw6.ipynb"
-HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
 HW6_MAX = {"q1": 3, "q2": 2, "q3": 2, "q4": 3}
 HW6_CHECKS = {"check-q1-closed": "q1", "check-q1-library": "q1", "check-q2-closed": "q2", "check-q2-library": "q2",
               "check-q3-closed": "q3", "check-q3-library": "q3", "check-q4-mask": "q4", "check-q4-closed": "q4",
@@ -39,17 +39,8 @@ NAIVE_Q2 = "return (a * torch.exp(a) + b * torch.exp(b)) / (torch.exp(a) + torch
 NO_ABS_Q3 = "return my_smooth_max(t_l, (c + EPS) ** r * t_l ** (1 - r))"
 
 
-# Q4 without wrapping the phase difference, and with the real-only bins left in (a function of the reference
-# cell, which holds two solution regions).
-def two_regions(mask: str, phase: str):
-    """A q4-solution answer: the first solution region replaced by ``mask``, the second by ``phase``."""
-    def answer(source: str) -> str:
-        first, second, rest = grading.strip_solutions(source, "@@ANSWER@@").split("@@ANSWER@@")
-        indent = lambda body: body.replace("\n", "\n    ")  # noqa: E731  (both regions are function bodies)
-        return first + indent(mask) + second + indent(phase) + rest
-    return answer
-
-
+# Q4 without wrapping the phase difference, and with the real-only bins left in (the cell holds two solution
+# regions: the mask, then the phase term).
 NAIVE_Q4 = two_regions("return torch.ones(block, block // 2 + 1, dtype=torch.float64)",
                        "return (w * (phase_target - phase_input).abs()).sum((1, 2, 3))")
 
@@ -90,22 +81,11 @@ def printed(cell_id: str) -> str:
 
 
 def test_hw6_source_has_the_title_then_the_colab_cell_and_ten_points() -> None:
-    source = read(HW6_SOURCE)
-    assert source.metadata.kernelspec.name == "python3"
-    assert source.cells[0].source.startswith("# Homework 6: the steps of Watson's perceptual model\n")
-    assert source.cells[1].source == read(HW1_SOURCE).cells[0].source  # the Colab cell, after the title
-    checks = grading.reference_checks(source)  # executed, valid metadata
-    assert {c.id: c.question for c, _ in checks} == HW6_CHECKS
-    assert {c.question: c.points for c, _ in checks} == HW6_MAX
-    assert sum(HW6_MAX.values()) == 10
+    assert_source_layout(HW6_SOURCE, "# Homework 6: the steps of Watson's perceptual model", HW6_CHECKS, HW6_MAX)
 
 
 def test_hw6_check_cells_print_no_errors_false_or_nan() -> None:
-    for cell_id, cell in check_cells(read(HW6_SOURCE)).items():
-        assert cell.outputs, cell_id
-        assert all(o.output_type == "stream" and o.name == "stdout" for o in cell.outputs), cell_id
-        text = "".join(o.text for o in cell.outputs)
-        assert not re.search(r"\b(nan|inf|False)\b", text), cell_id
+    assert_checks_print_cleanly(HW6_SOURCE)
 
 
 def test_hw6_closed_forms_are_printed_next_to_their_values() -> None:
@@ -130,18 +110,7 @@ def test_hw6_reference_answers_do_not_call_the_checked_library_functions() -> No
 
 
 def test_release_hw6(tmp_path: Path) -> None:
-    source, student = release_and_check(HW6_SOURCE, tmp_path, regions=5)
-    assert [c.id for c in source.cells if "solution" in c.metadata.get("tags", [])] == ["reflection-discussion"]
-    assert not any("solution" in cell.metadata.get("tags", []) for cell in student.cells)
-    assert {k: (c.source, c.metadata) for k, c in check_cells(student).items()} == \
-        {k: (c.source, c.metadata) for k, c in check_cells(source).items()}
-    for cell_id, names in SOLUTIONS.items():
-        text = cell_by_id(student, cell_id).source
-        assert all(f"def {name}(" in text for name in names) and grading.STUB in text
-    committed = read(HW6)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in student.cells]
-    assert [c.metadata for c in committed.cells] == [c.metadata for c in student.cells]
-    assert all(c.outputs == [] and c.execution_count is None for c in committed.cells if c.cell_type == "code")
+    assert_release_matches_committed(HW6_SOURCE, HW6, tmp_path, 5, SOLUTIONS)
 
 
 # --------------------------------------------------------------------------- grading HW6

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, failed_checks, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check, with_answers)
+from homework import (assert_checks_print_cleanly, assert_release_matches_committed,  # noqa: F401
+                      assert_source_layout, cell_by_id, check_cells, expected_scores, failed_checks,
+                      kernels_find_perceptlab, read, two_regions, with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "07_probing" / "homework"
 HW7_SOURCE = HOMEWORK / "hw7_source.ipynb"
 HW7 = HOMEWORK / "hw7.ipynb"
-HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
 HW7_MAX = {"q1": 3, "q2": 3, "q3": 2, "q4": 2}
 HW7_CHECKS = {"check-q1-closed": "q1", "check-q1-library": "q1", "check-q2-closed": "q2", "check-q2-library": "q2",
               "check-q3-closed": "q3", "check-q3-library": "q3", "check-q4-closed": "q4", "check-q4-library": "q4"}
@@ -42,14 +42,6 @@ return (csf_values.double() * slope.abs()).sum(1)"""
 
 
 # Q3 with absolute differences instead of squares in mu2, and PE without the normalisation (two regions).
-def two_regions(first_body: str, second_body: str):
-    def answer(source: str) -> str:
-        first, second, rest = grading.strip_solutions(source, "@@ANSWER@@").split("@@ANSWER@@")
-        indent = lambda body: body.replace("\n", "\n    ")  # noqa: E731  (both regions are function bodies)
-        return first + indent(first_body) + second + indent(second_body) + rest
-    return answer
-
-
 NAIVE_Q3 = two_regions("a = responses.double()\nreturn (a.max(1, keepdim=True).values - a).sum(1)",
                        "return mu1.double() * mu2.double()")
 # Q4 as a rank cut: the top round(x % of C) channels, ties broken arbitrarily.
@@ -95,22 +87,11 @@ def printed(cell_id: str) -> str:
 
 
 def test_hw7_source_has_the_title_then_the_colab_cell_and_ten_points() -> None:
-    source = read(HW7_SOURCE)
-    assert source.metadata.kernelspec.name == "python3"
-    assert source.cells[0].source.startswith("# Homework 7: gratings, tuning scores and channel subsets\n")
-    assert source.cells[1].source == read(HW1_SOURCE).cells[0].source  # the Colab cell, after the title
-    checks = grading.reference_checks(source)  # executed, valid metadata
-    assert {c.id: c.question for c, _ in checks} == HW7_CHECKS
-    assert {c.question: c.points for c, _ in checks} == HW7_MAX
-    assert sum(HW7_MAX.values()) == 10
+    assert_source_layout(HW7_SOURCE, "# Homework 7: gratings, tuning scores and channel subsets", HW7_CHECKS, HW7_MAX)
 
 
 def test_hw7_check_cells_print_no_errors_false_or_nan() -> None:
-    for cell_id, cell in check_cells(read(HW7_SOURCE)).items():
-        assert cell.outputs, cell_id
-        assert all(o.output_type == "stream" and o.name == "stdout" for o in cell.outputs), cell_id
-        text = "".join(o.text for o in cell.outputs)
-        assert not re.search(r"\b(nan|inf|False)\b", text), cell_id
+    assert_checks_print_cleanly(HW7_SOURCE)
 
 
 def test_hw7_closed_forms_are_printed_next_to_their_values() -> None:
@@ -142,18 +123,7 @@ def test_hw7_putting_it_together_matches_the_librarys_probe() -> None:
 
 
 def test_release_hw7(tmp_path: Path) -> None:
-    source, student = release_and_check(HW7_SOURCE, tmp_path, regions=5)
-    assert [c.id for c in source.cells if "solution" in c.metadata.get("tags", [])] == ["reflection-discussion"]
-    assert not any("solution" in cell.metadata.get("tags", []) for cell in student.cells)
-    assert {k: (c.source, c.metadata) for k, c in check_cells(student).items()} == \
-        {k: (c.source, c.metadata) for k, c in check_cells(source).items()}
-    for cell_id, names in SOLUTIONS.items():
-        text = cell_by_id(student, cell_id).source
-        assert all(f"def {name}(" in text for name in names) and grading.STUB in text
-    committed = read(HW7)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in student.cells]
-    assert [c.metadata for c in committed.cells] == [c.metadata for c in student.cells]
-    assert all(c.outputs == [] and c.execution_count is None for c in committed.cells if c.cell_type == "code")
+    assert_release_matches_committed(HW7_SOURCE, HW7, tmp_path, 5, SOLUTIONS)
 
 
 # --------------------------------------------------------------------------- grading HW7
