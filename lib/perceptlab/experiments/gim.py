@@ -10,6 +10,7 @@ import torch
 from perceptlab.config import PresetConfig
 from perceptlab.data.images import load_image
 from perceptlab.gim import generalized_mean, shifted_crops
+from perceptlab.losses.pixel import ssim
 from perceptlab.metrics.sharpness import relative_sharpness
 
 
@@ -28,6 +29,7 @@ class GIMConfig(PresetConfig):
     lr: float = 0.05
     losses: tuple[str, ...] = ("l2", "l1")
     seed: int = 0
+    init: str = "grey"  # the starting image: "grey" (uniform 0.5) or "mean" (the targets' pixel mean)
 
 
 @dataclass
@@ -46,21 +48,29 @@ class PerceptualGIMConfig(GIMConfig):
     crop: int = 64
     max_shift: int = 6
     steps: int = 200
-    losses: tuple[str, ...] = ("l2", "ssim", "vgg-random", "vgg-random-norm", "exemplar-norm")
+    losses: tuple[str, ...] = ("l2", "ssim", "vgg-random", "vgg-random-norm", "vgg-random-zm-norm", "exemplar-norm")
 
 
 def run_gim(config: GIMConfig, device: str | torch.device = "cpu") -> dict:
-    """Run GIM for each loss. Returns targets, the pixel mean/median, each solution and its sharpness."""
+    """Run GIM for each loss from ``config.init``. Returns targets, the pixel mean/median, each solution, its
+    sharpness and its mean SSIM to the targets."""
+    if config.init not in ("grey", "mean"):
+        raise ValueError(f"config.init must be 'grey' or 'mean', got {config.init!r}")
     image = load_image(config.image, size=config.image_size)
     targets = shifted_crops(image, config.crop, config.max_shift, config.n, config.seed).to(device)
-    solutions = {name: generalized_mean(targets, name, config.steps, config.lr).cpu() for name in config.losses}
+    init = targets.mean(0, keepdim=True) if config.init == "mean" else None
+    solutions = {name: generalized_mean(targets, name, config.steps, config.lr, init=init).cpu()
+                 for name in config.losses}
     targets = targets.cpu()
     sharp = {name: relative_sharpness(sol, targets) for name, sol in solutions.items()}
+    structure = {name: float(ssim(sol.expand(len(targets), -1, -1, -1), targets))
+                 for name, sol in [("mean", targets.mean(0, keepdim=True))] + list(solutions.items())}
     return {
         "targets": targets,
         "mean": targets.mean(0, keepdim=True),
         "median": targets.median(0, keepdim=True).values,
         "solutions": solutions,
         "sharpness": sharp,
-        "metrics": {f"sharpness_{k}": v for k, v in sharp.items()},
+        "ssim": structure,
+        "metrics": {**{f"sharpness_{k}": v for k, v in sharp.items()}, **{f"ssim_{k}": v for k, v in structure.items()}},
     }
