@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -93,7 +95,17 @@ def test_run_gim_l2_is_blurrier_than_l1_and_targets():
     # seeds 0-4 x 1, 2 threads: sharpness L2 0.448 +- 0.005, L1 0.635 +- 0.011 (perceptlab.course.spread.OUTCOMES["gim"])
     result = gim_experiment.run_gim(spread.gim_test_config())
     assert spread.failed_checks("gim", {f"sharpness_{k}": v for k, v in result["sharpness"].items()}) == []
-    assert set(result["metrics"]) == {"sharpness_l2", "sharpness_l1"}
+    assert set(result["metrics"]) == {"sharpness_l2", "sharpness_l1", "ssim_mean", "ssim_l2", "ssim_l1"}
+    assert abs(result["ssim"]["l2"] - result["ssim"]["mean"]) < 0.01  # the L2 GIM is the pixel mean
+    assert result["ssim"]["mean"] < 1
+
+
+def test_run_gim_can_start_from_the_pixel_mean_and_checks_init():
+    config = replace(spread.gim_test_config(), losses=("l2",), steps=1, init="mean")
+    result = gim_experiment.run_gim(config)
+    assert torch.allclose(result["solutions"]["l2"], result["mean"], atol=0.05)  # one step from the mean stays there
+    with pytest.raises(ValueError, match="init"):
+        gim_experiment.run_gim(replace(config, init="noise"))
 
 
 def test_full_preset_differs_only_in_sizes():
