@@ -374,7 +374,7 @@ class PESRConfig(PresetConfig):
     alphas: tuple[float, ...] = (1.0, 0.5, 0.1)
     weightings: tuple[str, ...] = ("uniform", "pe")
     h: float = 0.5
-    sr_overrides: dict = field(default_factory=lambda: {"steps": 150, "n_train": 1024, "n_test": 48})
+    sr_overrides: dict = field(default_factory=lambda: {"steps": 80, "n_train": 1024, "n_test": 48})
     network_preset: str = "quick"
     seed: int = field(default_factory=default_seed)
 

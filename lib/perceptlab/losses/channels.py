@@ -1,10 +1,10 @@
-"""A feature loss on chosen channels of one layer, or with a weight per channel (Tariq et al. 2020, eq. 1).
+"""A feature loss on chosen channels of one layer, or with a weight per channel (Tariq et al. 2020, eq. 1)::
 
     L(I1, I2) = 1 / (M H W) sum_{m in S} w_m ||Phi_m(I1) - Phi_m(I2)||_2^2
 
 over the channels ``S`` of a layer (all of them, an H-x or L-x subset chosen by perceptual efficacy,
 or any list), each of H x W positions, with weights w_m (1 for a subset; proportional to PE and
-scaled to mean 1 for a weighted loss), M = |S|.  With all channels and unit weights this is the
+scaled to mean 1 for a weighted loss), M = len(S).  With all channels and unit weights this is the
 one-layer :class:`~perceptlab.losses.FeatureLoss` (Johnson et al. 2016).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Perceptual efficacy of CNN channels (Tariq, Tursun, Kim & Didyk 2020, eqs. 2-8).
 
-For a layer's channels m with tuning curves a_m (the spatial mean activation to a grating):
+For a layer's channels m with tuning curves a_m (the spatial mean activation to a grating)::
 
     mu1(m) = sum_f CSF(f) |d a_m(I_f) / d f|                 frequency sensitivity, CSF-weighted (2)
     mu2(m) = sum_theta (a_m(I_theta) - max_theta a_m)^2       orientation selectivity (3, 4)
@@ -28,7 +28,7 @@ def _check_responses(responses, name: str) -> torch.Tensor:
 
 
 def mu1(responses, freqs, csf_values) -> torch.Tensor:
-    """Eq. 2: sum_f CSF(f) |d a / d f| per channel.  ``responses`` (channels, n_freqs) mean activations
+    """Eq. 2: sum_f CSF(f) abs(d a / d f) per channel.  ``responses`` (channels, n_freqs) mean activations
     at the strictly increasing frequencies ``freqs`` (n_freqs,), ``csf_values`` (n_freqs,) the CSF there.
     Returns (channels,) float64."""
     r = _check_responses(responses, "responses")
