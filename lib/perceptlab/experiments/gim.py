@@ -58,16 +58,17 @@ def run_gim(config: GIMConfig, device: str | torch.device = "cpu") -> dict:
         raise ValueError(f"config.init must be 'grey' or 'mean', got {config.init!r}")
     image = load_image(config.image, size=config.image_size)
     targets = shifted_crops(image, config.crop, config.max_shift, config.n, config.seed).to(device)
-    init = targets.mean(0, keepdim=True) if config.init == "mean" else None
-    solutions = {name: generalized_mean(targets, name, config.steps, config.lr, init=init).cpu()
+    mean = targets.mean(0, keepdim=True)
+    solutions = {name: generalized_mean(targets, name, config.steps, config.lr,
+                                        init=mean if config.init == "mean" else None).cpu()
                  for name in config.losses}
-    targets = targets.cpu()
+    targets, mean = targets.cpu(), mean.cpu()
     sharp = {name: relative_sharpness(sol, targets) for name, sol in solutions.items()}
     structure = {name: float(ssim(sol.expand(len(targets), -1, -1, -1), targets))
-                 for name, sol in [("mean", targets.mean(0, keepdim=True))] + list(solutions.items())}
+                 for name, sol in [("mean", mean)] + list(solutions.items())}
     return {
         "targets": targets,
-        "mean": targets.mean(0, keepdim=True),
+        "mean": mean,
         "median": targets.median(0, keepdim=True).values,
         "solutions": solutions,
         "sharpness": sharp,

@@ -19,6 +19,7 @@ from perceptlab.data.images import load_image
 from perceptlab.data.quality_sets import graded_quality_set, load_iqa
 from perceptlab.data.synthetic_2afc import synthetic_2afc
 from perceptlab.data.triplets import load_bapps, load_bapps_jnd
+from perceptlab.imaging.filters import gradient_magnitude
 from perceptlab.experiments.superres import SRConfig, run_superres
 from perceptlab.losses import registry
 from perceptlab.losses.channels import channel_distance
@@ -31,7 +32,7 @@ from perceptlab.metrics.twoafc import agreement_row
 from perceptlab.models.backbones import Backbone, backbone
 from perceptlab.probing.efficacy import channel_subset, channel_weights
 from perceptlab.probing.stimuli import radial_amplitude
-from perceptlab.probing.tuning import Stimuli, probe
+from perceptlab.probing.tuning import Stimuli, geometric_frequencies, probe
 
 # --------------------------------------------------------------------------- networks
 
@@ -86,9 +87,8 @@ class ProbeConfig(PresetConfig):
     network_preset: str = "quick"
 
     def stimuli(self) -> Stimuli:
-        inner = torch.logspace(math.log10(self.f_min), math.log10(self.f_max), self.n_freqs, dtype=torch.float64)[1:-1]
-        freqs = (float(self.f_min), *(float(v) for v in inner), float(self.f_max))  # exact ends: f_max may be Nyquist
-        return Stimuli(self.size, self.ppd, freqs, tuple(k * math.pi / self.n_thetas for k in range(self.n_thetas)),
+        return Stimuli(self.size, self.ppd, geometric_frequencies(self.f_min, self.f_max, self.n_freqs),
+                       tuple(k * math.pi / self.n_thetas for k in range(self.n_thetas)),
                        tuple(2 * math.pi * k / self.n_phases for k in range(self.n_phases)), self.contrast,
                        None, self.csf_model)
 
@@ -104,6 +104,13 @@ def run_probe(config: ProbeConfig, device: str | torch.device = "cpu") -> dict:
         labels[name] = f"{net.name}, {net.weights_label}"
         results[name] = probe(net, PROBE_LAYERS[name], stimuli, config.batch, device)
     return {"stimuli": stimuli, "labels": labels, "results": results}
+
+
+def layer_efficacy(net: Backbone, layers, network_preset: str, device="cpu") -> dict[str, torch.Tensor]:
+    """{layer: PE (C,)} of ``layers`` of ``net``, probed with the stimuli of ``ProbeConfig``'s ``network_preset``."""
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    probes = probe(net, layers, ProbeConfig.for_preset(network_preset).stimuli(), device=device)
+    return {l: probes[l]["pe"] for l in layers}
 
 
 # --------------------------------------------------------------------------- (b) does PE predict quality?
@@ -214,8 +221,7 @@ def run_pe_quality(config: PEQualityConfig, device: str | torch.device = "cpu") 
     device = check_device(device)
     sets = quality_sets(config)
     net = probe_network(config.network, config.network_preset, device)
-    probes = probe(net, list(config.layers), ProbeConfig.for_preset(config.network_preset).stimuli(), device=device)
-    pe = {l: probes[l]["pe"] for l in config.layers}
+    pe = layer_efficacy(net, config.layers, config.network_preset, device)
     names = subset_names(config.percents)
     rows, best = [], {}
     for layer in config.layers:
@@ -317,14 +323,14 @@ def run_reconstruction(config: ReconstructConfig, device: str | torch.device = "
     """
     device = check_device(device)
     net = probe_network(config.network, config.network_preset, device)
-    probes = probe(net, list(config.layers), ProbeConfig.for_preset(config.network_preset).stimuli(), device=device)
+    pe_of = layer_efficacy(net, config.layers, config.network_preset, device)
     target = target_image(config)
     measure = lambda x: {"centroid": spectral_centroid(x), "hf": float(high_frequency_fraction(x).mean()),  # noqa: E731
                          "chroma": colourfulness(x), "mse": float((x - target).pow(2).mean())}
     rows = [{"layer": "-", "set": "target", "n_channels": 0, **measure(target)}]
     images = {}
     for layer in config.layers:
-        pe = probes[layer]["pe"]
+        pe = pe_of[layer]
         for which, percent in config.sets:
             channels = None if which == "F" else channel_subset(pe, which, percent)
             name = "F" if which == "F" else f"{which}-{percent:g}"
@@ -380,11 +386,10 @@ class PESRConfig(PresetConfig):
 
 
 def no_reference_sharpness(x: torch.Tensor) -> float:
-    """Mean gradient magnitude of (N, C, H, W) images (finite differences of the grey image), a
-    no-reference sharpness measure that runs offline; larger = more fine detail (or noise)."""
-    g = x.mean(1, keepdim=True)
-    gy, gx = g[..., 1:, :-1] - g[..., :-1, :-1], g[..., :-1, 1:] - g[..., :-1, :-1]
-    return float(torch.sqrt(gx ** 2 + gy ** 2).mean())
+    """Mean gradient magnitude of the luminance of (N, C, H, W) images (:func:`perceptlab.imaging.gradient_magnitude`,
+    averaged over the batch), a no-reference sharpness measure that runs offline; larger = more fine detail (or
+    noise)."""
+    return float(gradient_magnitude(x).mean())
 
 
 def run_pe_superres(config: PESRConfig, device: str | torch.device = "cpu", out_dir=None) -> dict:
@@ -397,7 +402,7 @@ def run_pe_superres(config: PESRConfig, device: str | torch.device = "cpu", out_
     """
     device = check_device(device)
     net = probe_network(config.network, config.network_preset, device)
-    pe = probe(net, config.layer, ProbeConfig.for_preset(config.network_preset).stimuli(), device=device)[config.layer]["pe"]
+    pe = layer_efficacy(net, config.layer, config.network_preset, device)[config.layer]
     sr = replace(SRConfig(seed=config.seed), **config.sr_overrides)
     rows, images, reference = [], {}, []
     runs = [(a, w) for a in config.alphas for w in (("-",) if a == 1 else config.weightings)]

@@ -29,9 +29,7 @@ def srocc(distances, scores) -> float:
     d, s = _vector(distances, "distances"), _vector(scores, "scores")
     if d.shape != s.shape:
         raise ValueError(f"distances and scores must have the same length, got {d.size} and {s.size}")
-    if np.ptp(d) == 0 or np.ptp(s) == 0:
-        return float("nan")
-    return float(stats.spearmanr(d, s).statistic)
+    return _spearman(d, s)
 
 
 def _spearman(d: np.ndarray, s: np.ndarray) -> float:

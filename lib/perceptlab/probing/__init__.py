@@ -12,12 +12,12 @@ from perceptlab.probing.stimuli import (
     oriented_grating,
     radial_amplitude,
 )
-from perceptlab.probing.tuning import Stimuli, mean_activations, probe
+from perceptlab.probing.tuning import Stimuli, geometric_frequencies, mean_activations, probe
 
 __all__ = [
     "CSF_MODELS", "barten", "csf", "csf_peak", "mannos_sakrison",
     "channel_subset", "channel_weights", "mu1", "mu2", "perceptual_efficacy",
     "MODULATIONS", "check_grating", "concentric_grating", "dominant_frequency", "grating_batch",
     "oriented_grating", "radial_amplitude",
-    "Stimuli", "mean_activations", "probe",
+    "Stimuli", "geometric_frequencies", "mean_activations", "probe",
 ]

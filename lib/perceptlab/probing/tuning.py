@@ -22,8 +22,11 @@ from perceptlab.probing.efficacy import mu1, mu2, perceptual_efficacy
 from perceptlab.probing.stimuli import check_grating, grating_batch
 
 
-def _geometric(lo: float, hi: float, n: int) -> tuple[float, ...]:
-    return tuple(float(v) for v in torch.logspace(math.log10(lo), math.log10(hi), n, dtype=torch.float64))
+def geometric_frequencies(lo: float, hi: float, n: int) -> tuple[float, ...]:
+    """``n`` geometrically spaced frequencies from ``lo`` to ``hi``, the ends exactly ``lo`` and ``hi`` (so that
+    ``hi`` may be the Nyquist frequency without rounding above it)."""
+    inner = torch.logspace(math.log10(lo), math.log10(hi), n, dtype=torch.float64)[1:-1]
+    return (float(lo), *(float(v) for v in inner), float(hi))
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Stimuli:
 
     size: int = 64
     ppd: float = 32.0
-    freqs: tuple[float, ...] = field(default_factory=lambda: _geometric(0.5, 16.0, 12))
+    freqs: tuple[float, ...] = field(default_factory=lambda: geometric_frequencies(0.5, 16.0, 12))
     thetas: tuple[float, ...] = tuple(k * math.pi / 12 for k in range(12))
     phases: tuple[float, ...] = (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)
     contrast: float = 1.0
