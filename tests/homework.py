@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -81,17 +82,26 @@ def failed_checks(report) -> set[str]:
 
 
 HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
+# The second cell of every homework, after the title: it installs the course library on Colab.
+COLAB_CELL = "\n".join([
+    "# Colab: install the course library (keeps Colab's own torch). Does nothing elsewhere.",
+    "import sys",
+    'if "google.colab" in sys.modules:',
+    '    %pip install -q "perceptlab @ git+https://github.com/perceptlab/perceptual-losses-course"',
+])
 
 
 def assert_source_layout(source_path: Path, title: str, checks: dict[str, str], maxima: dict[str, float]) -> None:
-    """An executed source notebook: ``title`` first, then the Colab cell of Homework 1, check cells with
-    valid grading metadata (``checks``: check id -> question; ``maxima``: question -> points), 10 points."""
+    """An executed source notebook: ``title`` first, in a cell that also says how to submit, then the Colab
+    cell, check cells with valid grading metadata (``checks``: check id -> question; ``maxima``: question
+    -> points), 10 points."""
     from perceptlab.course import grading
 
     source = read(source_path)
     assert source.metadata.kernelspec.name == "python3"
     assert source.cells[0].source.startswith(title + "\n")
-    assert source.cells[1].source == read(HW1_SOURCE).cells[0].source  # the Colab cell, after the title
+    assert "\n**Submitting.** Hand in this notebook, " in source.cells[0].source
+    assert source.cells[1].source == COLAB_CELL  # the Colab cell, after the title
     found = grading.reference_checks(source)  # executed, valid metadata
     assert {c.id: c.question for c, _ in found} == checks
     assert {c.question: c.points for c, _ in found} == maxima
@@ -139,3 +149,74 @@ def two_regions(first_body: str, second_body: str):
         indent = lambda body: body.replace("\n", "\n    ")  # noqa: E731  (both regions are function bodies)
         return first + indent(first_body) + second + indent(second_body) + rest
     return answer
+
+
+# --------------------------------------------------------------------------- the printout formats each question shows
+
+_FENCE = re.compile(r"^```text\n(.*?)^```$", re.S | re.M)
+_PLACEHOLDER = re.compile(r"<[^<>\n]+>")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def printout_formats(nb: NotebookNode) -> dict[str, list[str]]:
+    """The printout formats each question's text shows: its cell ``q<N>-text``'s fenced ``text`` blocks, by question."""
+    return {cell.id.removesuffix("-text"): _FENCE.findall(cell.source)
+            for cell in nb.cells if cell.cell_type == "markdown" and re.fullmatch(r"q\d+-text", cell.get("id", ""))}
+
+
+def _line_pattern(line: str) -> re.Pattern:
+    """A line of a format as a regular expression: ``<...>`` is any value, ``True/False`` either of the two,
+    and spaces are one or more (values are padded to align columns)."""
+    parts = re.split(r"(<[^<>\n]+>|True/False)", line)
+    regex = "".join(".+?" if p.startswith("<") else "(True|False)" if p == "True/False"
+                    else " +".join(map(re.escape, re.split(" +", p))) for p in parts)
+    return re.compile(regex)
+
+
+def format_matches(block: str, printout: str) -> bool:
+    """Whether ``printout`` has the format ``block``: line by line, a line ``...`` standing for one or
+    more further lines of the form of the line before it."""
+    lines, patterns = printout.splitlines(), block.splitlines()
+    i = 0
+    for k, line in enumerate(patterns):
+        if line == "...":
+            previous = _line_pattern(patterns[k - 1])
+            if not (i < len(lines) and previous.fullmatch(lines[i])):
+                return False
+            while i < len(lines) and previous.fullmatch(lines[i]) and not (
+                    k + 1 < len(patterns) and _line_pattern(patterns[k + 1]).fullmatch(lines[i])):
+                i += 1
+            continue
+        if not (i < len(lines) and _line_pattern(line).fullmatch(lines[i])):
+            return False
+        i += 1
+    return i == len(lines)
+
+
+def _label_numbers(code: str) -> set[str]:
+    """The numbers in the string literals of ``code`` (the labels a check cell prints)."""
+    import ast
+
+    strings = [node.value for node in ast.walk(ast.parse(code))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    return {number for text in strings for number in _NUMBER.findall(text)}
+
+
+def assert_formats_shown(source_path: Path) -> None:
+    """Each question's text shows the format of what its check cells print, one ``text`` block per check
+    cell in their order, that the reference printout matches; and no value: outside the ``<...>``
+    placeholders a block holds only numbers that its check cell prints as labels (in string literals)."""
+    source = read(source_path)
+    formats = printout_formats(source)
+    by_question: dict[str, list[NotebookNode]] = {}
+    for cell in check_cells(source).values():
+        by_question.setdefault(cell.metadata["grading"]["question"], []).append(cell)
+    assert set(formats) == set(by_question)
+    for question, cells in by_question.items():
+        assert len(formats[question]) == len(cells), question
+        for block, cell in zip(formats[question], cells):
+            cell_id = cell.metadata["grading"]["id"]
+            printout = "".join(o.text for o in cell.outputs if o.output_type == "stream")
+            assert format_matches(block, printout), (cell_id, block, printout)
+            shown = set(_NUMBER.findall(_PLACEHOLDER.sub("", block)))
+            assert shown <= _label_numbers(cell.source), (cell_id, shown - _label_numbers(cell.source))

@@ -20,20 +20,16 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check)
+from homework import (COLAB_CELL, assert_formats_shown, assert_source_layout, cell_by_id,  # noqa: F401
+                      check_cells, expected_scores, format_matches, kernels_find_perceptlab, read,
+                      release_and_check)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "01_template_matching" / "homework"
 HW1_SOURCE = HOMEWORK / "hw1_source.ipynb"
 HW1 = HOMEWORK / "hw1.ipynb"
 HW1_MAX = {"q1": 3, "q2": 3, "q3": 2, "q4": 2}
-COLAB_CELL = "\n".join([
-    "# Colab: install the course library (keeps Colab's own torch). Does nothing elsewhere.",
-    "import sys",
-    'if "google.colab" in sys.modules:',
-    '    %pip install -q "perceptlab @ git+https://github.com/perceptlab/perceptual-losses-course"',
-])
+HW1_CHECKS = {"check-q1-small": "q1", "check-q1-eye": "q1", "check-q2": "q2", "check-q3": "q3", "check-q4": "q4"}
 KERNELSPEC = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 
@@ -76,12 +72,24 @@ def test_release_hw1(tmp_path: Path) -> None:
     assert all(c.outputs == [] for c in committed.cells if c.cell_type == "code")
 
 
-def test_hw1_source_is_executed_with_colab_cell_first() -> None:
-    source = read(HW1_SOURCE)
-    assert source.metadata.kernelspec.name == "python3"
-    assert source.cells[0].source == COLAB_CELL
-    checks = grading.reference_checks(source)  # executed, valid metadata
-    assert {c.question: c.points for c, _ in checks} == HW1_MAX
+def test_hw1_source_has_the_title_then_the_colab_cell_and_ten_points() -> None:
+    assert_source_layout(HW1_SOURCE, "# Homework 1: template matching", HW1_CHECKS, HW1_MAX)
+    assert cell_by_id(read(HW1_SOURCE), "colab-install").source == COLAB_CELL  # its id kept
+
+
+def test_hw1_questions_show_the_format_of_their_checks_not_the_values() -> None:
+    assert_formats_shown(HW1_SOURCE)
+
+
+def test_format_matches_reads_placeholders_true_false_and_repeated_lines() -> None:
+    block = "shape: (<rows>, <cols>)\nk=<k>: True/False\n...\nmean:  <value>"
+    assert format_matches(block, "shape: (26, 35)\nk=3: True\nk=4: False\nmean: 0.5\n")
+    assert format_matches(block, "shape: (26, 35)\nk=3: True\nk=4: True\nk=5: False\nmean:     0.5\n")  # padded
+    assert not format_matches(block, "shape: (26, 35)\nk=3: True\nmean: 0.5\n")  # ... is one more line or more
+    assert not format_matches(block, "shape: (26, 35)\nk=3: yes\nmean: 0.5\n")  # neither True nor False
+    assert not format_matches(block, "shape: (26, 35)\nk=3: True\n")  # a line missing
+    assert not format_matches(block, "shape: (26, 35)\nk=3: True\nmean: 0.5\nextra\n")  # one too many
+    assert not format_matches(block, "size: (26, 35)\nk=3: True\nmean: 0.5\n")  # another label
 
 
 def test_release_refuses_to_overwrite_its_source(tmp_path: Path) -> None:

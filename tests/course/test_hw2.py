@@ -12,14 +12,13 @@ import nbformat
 
 from perceptlab.course import grading
 
-from homework import (cell_by_id, check_cells, expected_scores, kernels_find_perceptlab,  # noqa: F401
-                      read, release_and_check)
+from homework import (assert_formats_shown, assert_source_layout, cell_by_id, check_cells,  # noqa: F401
+                      expected_scores, kernels_find_perceptlab, read, release_and_check)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "02_perceptual_losses" / "homework"
 HW2_SOURCE = HOMEWORK / "hw2_source.ipynb"
 HW2 = HOMEWORK / "hw2.ipynb"
-HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
 HW2_MAX = {"q1": 4, "q2": 3, "q3": 3}
 HW2_CHECKS = {"check-q1-toy": "q1", "check-q1-vgg": "q1", "check-q2-cases": "q2", "check-q2-random": "q2",
               "check-q3-table": "q3", "check-q3-kinds": "q3"}
@@ -41,13 +40,12 @@ def scores(points: dict[str, float]) -> dict:
 # --------------------------------------------------------------------------- the notebooks, statically
 
 
-def test_hw2_source_is_executed_with_hw1s_colab_cell_first() -> None:
-    source = read(HW2_SOURCE)
-    assert source.metadata.kernelspec.name == "python3"
-    assert source.cells[0].source == read(HW1_SOURCE).cells[0].source
-    checks = grading.reference_checks(source)  # executed, valid metadata
-    assert {c.id: c.question for c, _ in checks} == HW2_CHECKS
-    assert {c.question: c.points for c, _ in checks} == HW2_MAX
+def test_hw2_source_has_the_title_then_the_colab_cell_and_ten_points() -> None:
+    assert_source_layout(HW2_SOURCE, "# Homework 2: perceptual losses and the 2AFC test", HW2_CHECKS, HW2_MAX)
+
+
+def test_hw2_questions_show_the_format_of_their_checks_not_the_values() -> None:
+    assert_formats_shown(HW2_SOURCE)
 
 
 def test_release_hw2(tmp_path: Path) -> None:

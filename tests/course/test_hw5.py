@@ -12,9 +12,10 @@ from pathlib import Path
 
 from perceptlab.course import grading
 
-from homework import (assert_checks_print_cleanly, assert_release_matches_committed,  # noqa: F401
-                      assert_source_layout, cell_by_id, check_cells, expected_scores, failed_checks,
-                      kernels_find_perceptlab, read, with_answers)
+from homework import (assert_checks_print_cleanly, assert_formats_shown,  # noqa: F401
+                      assert_release_matches_committed, assert_source_layout, cell_by_id,
+                      check_cells, expected_scores, failed_checks, kernels_find_perceptlab, read,
+                      with_answers)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMEWORK = ROOT / "chapters" / "05_random_filters" / "homework"
@@ -88,6 +89,10 @@ def printed(cell_id: str) -> str:
 
 def test_hw5_source_has_the_title_then_the_colab_cell_and_ten_points() -> None:
     assert_source_layout(HW5_SOURCE, "# Homework 5: patch MMD and the vote of random networks", HW5_CHECKS, HW5_MAX)
+
+
+def test_hw5_questions_show_the_format_of_their_checks_not_the_values() -> None:
+    assert_formats_shown(HW5_SOURCE)
 
 
 def test_hw5_check_cells_print_no_errors_false_or_nan() -> None:
