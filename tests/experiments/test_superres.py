@@ -7,7 +7,8 @@ from perceptlab import imaging
 from perceptlab import models
 from perceptlab.experiments import superres
 
-TINY = dict(image_size=96, patch=16, n_train=128, n_test=8, width=8, depth=3, steps=12, batch=4, ckpt_every=4)
+TINY = dict(image_size=96, patch=16, n_train=128, n_test=8, width=8, depth=3, steps=12, batch=4, ckpt_every=4,
+            eval_every=5)
 
 
 def test_downsample_is_block_average_and_checks_size():
@@ -36,6 +37,38 @@ def test_quick_preset_trains_and_reports_metrics():
     assert all(np.isfinite(v) for v in m.values())
     assert result["images"]["output"].shape == (8, 3, 16, 16)
     assert len(result["history"].records) == TINY["steps"]
+
+
+def test_history_records_held_out_psnr_and_sharpness_every_eval_every_and_at_the_end():
+    result = superres.run_superres(superres.SRConfig.for_preset("quick", **TINY))
+    history, m = result["history"], result["metrics"]
+    for key in ("test_psnr", "test_sharpness"):
+        steps, values = history.series(key)
+        assert steps == [5, 10, 12]
+        assert all(np.isfinite(values))
+    # the last evaluation is the final network on the same held-out patches: the reported metrics
+    assert history.last("test_psnr") == pytest.approx(m["psnr_network"], abs=1e-9)
+    assert history.last("test_sharpness") == pytest.approx(m["sharpness_network"], abs=1e-9)
+    # held-out PSNR is one MSE over the whole set, in dB: recompute it from the images
+    out, hr = result["images"]["output"].double(), result["images"]["hr"].double()
+    assert m["psnr_network"] == pytest.approx(float(-10 * torch.log10(((out - hr) ** 2).mean())), abs=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["l1", "vgg-random"])
+def test_the_same_network_trains_with_l1_and_with_a_feature_loss(loss):
+    result = superres.run_superres(superres.SRConfig.for_preset("quick", **(TINY | dict(loss=loss, steps=3))))
+    assert len(result["history"].records) == 3 and np.isfinite(result["metrics"]["psnr_network"])
+
+
+def test_a_loss_function_can_be_passed_instead_of_a_name():
+    calls = []
+
+    def loss(x, y):
+        calls.append(x.shape)
+        return ((x - y) ** 2).mean()
+
+    superres.run_superres(superres.SRConfig.for_preset("quick", **(TINY | dict(loss=loss, steps=2))))
+    assert calls == [(4, 3, 16, 16)] * 2
 
 
 def test_resume_after_interruption_is_exact(tmp_path):

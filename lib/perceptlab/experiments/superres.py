@@ -26,7 +26,7 @@ class SRConfig(PresetConfig):
 
     # STL-10 (Coates et al. 2011): 100k unlabelled 96x96 photos for training, the test split for evaluation.
     FULL: ClassVar[dict] = dict(data="stl10", patch=96, n_train=100_000, n_test=512, width=64, depth=10,
-                                steps=20_000, batch=64, lr=1e-3, ckpt_every=1000)
+                                steps=20_000, batch=64, lr=1e-3, ckpt_every=1000, eval_every=500)
 
     data: str = "bundled"
     train_images: tuple[str, ...] = ("astronaut", "chelsea", "rocket", "brick", "grass", "gravel", "china", "camera")
@@ -44,6 +44,7 @@ class SRConfig(PresetConfig):
     loss: str = "l2"
     seed: int = field(default_factory=default_seed)
     ckpt_every: int = 100
+    eval_every: int = 25  # held-out PSNR and sharpness every so many steps (0: only at the end)
 
 
 def _stack(dataset, n: int) -> torch.Tensor:
@@ -89,7 +90,10 @@ def run_superres(config: SRConfig, device: str | torch.device = "cpu", out_dir=N
                  stop_after: int | None = None) -> dict:
     """Train :class:`SRNet` with ``config.loss`` and evaluate it on held-out patches.
 
-    Checkpoints to ``out_dir`` (if given) every ``ckpt_every`` steps and resumes exactly.
+    Every ``config.eval_every`` steps (and at the last) the history records the held-out set's
+    ``test_psnr`` and ``test_sharpness`` (gradient magnitude relative to the ground truth), so
+    training can be compared with bicubic on the same patches.  Checkpoints to ``out_dir`` (if
+    given) every ``ckpt_every`` steps and resumes exactly.
     Returns the model, history, test tensors (``lr``, ``hr``, ``bicubic``, ``output``)
     and ``metrics``: PSNR (dB) and sharpness relative to the ground truth for
     bicubic and for the network.
@@ -114,19 +118,30 @@ def run_superres(config: SRConfig, device: str | torch.device = "cpu", out_dir=N
         sched.step()
         return {"loss": loss.item()}
 
-    history: History = fit(step_fn, sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
-                           seed=config.seed, out_dir=out_dir, ckpt_every=config.ckpt_every, stop_after=stop_after,
-                           desc=f"x{config.scale} SR ({config.loss})")
-    model.eval()
-    with torch.no_grad():
-        hr = test.to(device)
-        lr = downsample(hr, config.scale)
-        out = torch.cat([model(chunk).clamp(0, 1) for chunk in lr.split(256)])
-        bic = upsample_bicubic(lr, config.scale)
+    hr = test.to(device)
+    lr = downsample(hr, config.scale)
+    bic = upsample_bicubic(lr, config.scale)
     # PSNR of the whole held-out set: one MSE over all its patches (losses.mse), in dB (losses.psnr_from_mse).
     # The mean of per-patch PSNRs (losses.psnr) would be dominated by the flat patches, where both
     # bicubic and the network are nearly exact and a small difference is many dB.
     set_psnr = lambda x: float(psnr_from_mse(mse(x.clamp(0, 1), hr).double()))  # noqa: E731
+
+    @torch.no_grad()
+    def predict() -> torch.Tensor:
+        model.eval()
+        out = torch.cat([model(chunk).clamp(0, 1) for chunk in lr.split(256)])
+        model.train()
+        return out
+
+    def evaluate(step: int) -> dict:
+        out = predict()
+        return {"test_psnr": set_psnr(out), "test_sharpness": relative_sharpness(out, hr)}
+
+    history: History = fit(step_fn, sample, state={"model": model, "opt": opt, "sched": sched}, steps=config.steps,
+                           seed=config.seed, out_dir=out_dir, ckpt_every=config.ckpt_every, stop_after=stop_after,
+                           eval_fn=evaluate, eval_every=config.eval_every, desc=f"x{config.scale} SR ({config.loss})")
+    out = predict()
+    model.eval()
     metrics = {
         "psnr_bicubic": set_psnr(bic),
         "psnr_network": set_psnr(out),
