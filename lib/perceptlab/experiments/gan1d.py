@@ -506,7 +506,8 @@ def run_gan1d(config: GAN1DConfig, device: str | torch.device = "cpu", out_dir: 
 
 
 def plot_snapshots(result: Mapping, snapshots: Sequence[Mapping] | None = None, size: float = 3.2):
-    """One panel per snapshot: p_data, p_g (left axis, clipped) and D, D* (right axis, [0, 1]) on the grid.
+    """One panel per snapshot: p_data, p_g (left axis, each panel scaled to show both whole) and D, D*
+    (right axis, [0, 1]) on the grid.
 
     ``result`` is what :func:`run_gan1d` returns; ``snapshots`` default to the untrained pair,
     about three snapshots spread over training, and D refined against the final G.
@@ -523,7 +524,8 @@ def plot_snapshots(result: Mapping, snapshots: Sequence[Mapping] | None = None, 
     for k, (ax, s) in enumerate(zip(axes[0], snapshots)):
         ax.fill_between(x, result["p_data"].numpy(), color="0.8", label="$p_{data}$")
         ax.plot(x, s["p_g"].numpy(), color="tab:green", lw=1, label="$p_g$")
-        ax.set_ylim(0, 1.6 * float(result["p_data"].max()))  # an untrained G's spike would dwarf p_data
+        # nothing clipped: an untrained G's spike dwarfs p_data in its panel, but its width stays visible
+        ax.set_ylim(0, 1.08 * max(float(result["p_data"].max()), float(s["p_g"].max())))
         ax.set_yticks([])
         twin = ax.twinx()
         twin.plot(x, s["d"].numpy(), color="tab:blue", lw=1.5, label="D")
