@@ -55,6 +55,16 @@ def test_chapter_notebooks_are_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_valid_nbformat_with_unique_cell_ids(path):
+    import nbformat
+
+    nb = nbformat.reads(path.read_text(), as_version=nbformat.NO_CONVERT)
+    nbformat.validate(nb)  # a cell without an id is a warning now and an error in future nbformat versions
+    ids = [c.get("id") for c in nb.cells]
+    assert None not in ids and len(set(ids)) == len(ids), f"{path.name}: missing or repeated cell ids"
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
 def test_first_code_cell_installs_from_the_configured_repository(path):
     nb = json.loads(path.read_text())
     first = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
