@@ -534,7 +534,8 @@ def plot_snapshots(result: Mapping, snapshots: Sequence[Mapping] | None = None, 
         if k < len(snapshots) - 1:
             twin.set_yticklabels([])
         refined = s is result.get("refined") and s is not result.get("final")
-        ax.set_title(f"{'D refined, ' if refined else ''}step {s['step']}: JSD {s['jsd']:.3f}, gap {s['gap']:.3f}",
+        ax.set_title(f"{'D refined, ' if refined else ''}step {s['step']}: JSD {s['jsd']:.3f}\n"
+                     f"gap {s['gap']:.3f} (D = 1/2: {s['gap_half']:.3f})",
                      fontsize=9)
         if k == 0:
             ax.legend(loc="upper left", fontsize=7)
