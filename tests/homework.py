@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from nbformat import NotebookNode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,11 +84,12 @@ def failed_checks(report) -> set[str]:
 
 HW1_SOURCE = ROOT / "chapters" / "01_template_matching" / "homework" / "hw1_source.ipynb"
 # The second cell of every homework, after the title: it installs the course library on Colab.
+# The repository it installs from is the book's (_config.yml), as in every chapter notebook.
 COLAB_CELL = "\n".join([
     "# Colab: install the course library (keeps Colab's own torch). Does nothing elsewhere.",
     "import sys",
     'if "google.colab" in sys.modules:',
-    '    %pip install -q "perceptlab @ git+https://github.com/perceptlab/perceptual-losses-course"',
+    f'    %pip install -q "perceptlab @ git+{yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]}"',
 ])
 
 

@@ -155,6 +155,15 @@ def test_history_series_and_last():
         h.last("c")
 
 
+def test_history_at_returns_the_value_logged_at_a_step_and_names_what_is_missing():
+    h = History([{"step": 1, "a": 1.0}, {"step": 2, "a": 2.0, "b": 5.0}, {"step": 3, "a": 3.0}])
+    assert h.at("a", 2) == 2.0 and h.at("b", 2) == 5.0
+    with pytest.raises(KeyError, match="'b' was not logged at step 3"):
+        h.at("b", 3)
+    with pytest.raises(KeyError, match="step 4"):
+        h.at("a", 4)
+
+
 def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     run = Run()
     run.fit(steps=4, out_dir=tmp_path, ckpt_every=2)

@@ -39,6 +39,13 @@ class History:
     def last(self, key: str) -> float:
         return self.series(key)[1][-1]
 
+    def at(self, key: str, step: int) -> float:
+        """The value of ``key`` logged at ``step``; a KeyError names both if it was not logged there."""
+        for r in self.records:
+            if r["step"] == step and key in r:
+                return r[key]
+        raise KeyError(f"{key!r} was not logged at step {step}")
+
 
 class GeneratorState:
     """A ``torch.Generator`` as a checkpointable object (``state_dict``/``load_state_dict``), e.g. the

@@ -151,13 +151,10 @@ def test_hw3_closed_forms_are_printed_next_to_their_values() -> None:
     assert "4 + 4: 0.0 expected 0.0 | some estimates negative: True" in text
 
 
-def test_hw3_questions_show_the_format_of_the_printout_not_its_values() -> None:
+def test_hw3_text_shows_no_printed_value_and_renders_each_citation_once() -> None:
     source = read(HW3_SOURCE)
     markdown = "\n".join(cell.source for cell in source.cells  # what students see: the instructor's discussion aside
                          if cell.cell_type == "markdown" and "solution" not in cell.metadata.get("tags", []))
-    for question in ("q1-text", "q2-text", "q3-text"):
-        assert cell_by_id(source, question).source.count("```text") == \
-            sum(1 for q in HW3_CHECKS.values() if q == question[:2])
     for cell_id, cell in check_cells(source).items():
         output = "".join(o.text for o in cell.outputs)
         for number in set(re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", output)) - set(re.findall(r"\d+\.\d+", cell.source)):
